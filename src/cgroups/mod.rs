@@ -1,0 +1,161 @@
+//! cgroups: limits and accounting for virtual processes, one interface over the v1 and v2
+//! backends. Hierarchy: `hydra/<container>/<process>`.
+
+pub mod files;
+pub mod limits;
+pub mod mode;
+pub mod v1;
+pub mod v2;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::Pid;
+use thiserror::Error;
+
+pub use mode::CgroupMode;
+
+#[derive(Debug, Error)]
+pub enum CgroupError {
+    #[error("creating cgroup {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {value} to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        source: std::io::Error,
+    },
+    #[error("removing cgroup {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the {0} cgroup controller is not available on this host")]
+    Controller(&'static str),
+}
+
+impl CgroupError {
+    /// Whether the failure is a permission problem (rootless without a delegated subtree).
+    pub fn is_permission(&self) -> bool {
+        let source = match self {
+            CgroupError::Create { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Remove { source, .. } => source,
+            CgroupError::Controller(_) => return false,
+        };
+        matches!(
+            source.raw_os_error(),
+            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
+        )
+    }
+}
+
+/// What the kernel counted for a cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Events {
+    /// Processes the OOM killer killed inside.
+    pub oom_kills: u64,
+    /// Forks refused by pids.max.
+    pub pids_max_hits: u64,
+}
+
+/// One virtual process's cgroup.
+#[derive(Debug)]
+pub enum Cgroup {
+    V1(v1::V1Cgroup),
+    V2(v2::V2Cgroup),
+}
+
+/// Every hierarchy's top directory. It is created once and never removed: concurrent runs
+/// share it, and removing it would race with a run creating its container below.
+pub const TOP: &str = "hydra";
+
+/// `<container>/<process>`, below [`TOP`].
+pub fn relative_path(container: &str, process: &str) -> PathBuf {
+    Path::new(container).join(process)
+}
+
+impl Cgroup {
+    /// Creates the cgroup and writes its limits; on failure nothing is left behind.
+    pub fn create(
+        mode: CgroupMode,
+        container: &str,
+        process: &str,
+        res: &oci_spec::runtime::LinuxResources,
+    ) -> Result<Self, CgroupError> {
+        let rel = relative_path(container, process);
+        let values = limits::Values::from(res);
+        match mode {
+            CgroupMode::V2 => Ok(Cgroup::V2(v2::V2Cgroup::create(&rel, &values)?)),
+            CgroupMode::V1 | CgroupMode::Hybrid => {
+                Ok(Cgroup::V1(v1::V1Cgroup::create(&rel, &values)?))
+            }
+        }
+    }
+
+    /// The fd for CLONE_INTO_CGROUP (v2 only: the child is born inside).
+    pub fn clone_fd(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        match self {
+            Cgroup::V1(_) => Ok(None),
+            Cgroup::V2(cg) => cg.open_for_clone().map(Some),
+        }
+    }
+
+    /// Moves `pid` in after clone (v1; v2 children are already inside).
+    pub fn attach(&self, pid: Pid) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V1(cg) => cg.attach(pid),
+            Cgroup::V2(cg) => cg.attach(pid),
+        }
+    }
+
+    pub fn events(&self) -> Events {
+        match self {
+            Cgroup::V1(cg) => cg.events(),
+            Cgroup::V2(cg) => cg.events(),
+        }
+    }
+
+    /// Kills what is left inside and removes every directory this run created.
+    pub fn destroy(&mut self) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V1(cg) => cg.destroy(),
+            Cgroup::V2(cg) => cg.destroy(),
+        }
+    }
+
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1(cg) => cg.paths(),
+            Cgroup::V2(cg) => cg.paths(),
+        }
+    }
+}
+
+/// Every directory `<TOP>/<rel>` could be in, in any hierarchy of this host.
+fn candidate_dirs(rel: &Path) -> Vec<PathBuf> {
+    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        bases.extend(entries.flatten().map(|e| e.path()));
+    }
+    bases
+        .into_iter()
+        .map(|b| b.join(TOP).join(rel))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// Removes a process cgroup `<container>/<process>` a dead hydra left behind, and its
+/// container directory when that is empty.
+pub fn remove_leftover(rel: &Path) {
+    for dir in candidate_dirs(rel) {
+        files::kill_procs(&dir);
+        let _ = files::remove_dir(&dir);
+        if let Some(container) = dir.parent() {
+            let _ = std::fs::remove_dir(container);
+        }
+    }
+}

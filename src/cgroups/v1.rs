@@ -1,0 +1,149 @@
+//! cgroup v1 backend: one directory per controller hierarchy (memory, cpu, cpuacct, pids).
+//! The child is attached by pid after clone (v1 has no CLONE_INTO_CGROUP) and before it may go on.
+
+use std::path::{Path, PathBuf};
+
+use nix::unistd::Pid;
+
+use super::files::{self, keyed};
+use super::limits::Values;
+use super::{CgroupError, Events};
+
+/// The controllers hydra uses on v1.
+const CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
+
+#[derive(Debug)]
+pub struct V1Cgroup {
+    /// (controller, this process's directory in its hierarchy).
+    dirs: Vec<(&'static str, PathBuf)>,
+    /// Every directory this run created, in creation order.
+    created: Vec<PathBuf>,
+}
+
+/// Mount point of each controller's hierarchy, from /proc/self/mounts. Co-mounted controllers
+/// (`cpu,cpuacct`) share one.
+fn mount_points() -> Vec<(&'static str, PathBuf)> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut found: Vec<(&'static str, PathBuf)> = Vec::new();
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 || f[2] != "cgroup" {
+            continue;
+        }
+        for controller in CONTROLLERS {
+            if f[3].split(',').any(|o| o == controller)
+                && !found.iter().any(|(c, _)| *c == controller)
+            {
+                found.push((controller, PathBuf::from(f[1])));
+            }
+        }
+    }
+    found
+}
+
+impl V1Cgroup {
+    pub fn create(rel: &Path, values: &Values) -> Result<Self, CgroupError> {
+        let mut cg = V1Cgroup {
+            dirs: Vec::new(),
+            created: Vec::new(),
+        };
+        let mut seen: Vec<PathBuf> = Vec::new();
+        for (controller, mount) in mount_points() {
+            // A co-mounted hierarchy is one directory for several controllers.
+            if seen.contains(&mount) {
+                cg.dirs.push((controller, mount.join(super::TOP).join(rel)));
+                continue;
+            }
+            seen.push(mount.clone());
+            match files::create_dirs(&mount, rel) {
+                Ok(created) => cg.created.extend(created),
+                Err(e) => {
+                    let _ = cg.destroy();
+                    return Err(e);
+                }
+            }
+            cg.dirs.push((controller, mount.join(super::TOP).join(rel)));
+        }
+        if cg.dir("memory").is_none() && values.memory.is_some() {
+            let _ = cg.destroy();
+            return Err(CgroupError::Controller("memory"));
+        }
+        if let Err(e) = cg.apply(values) {
+            let _ = cg.destroy();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    fn dir(&self, controller: &str) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|(c, _)| *c == controller)
+            .map(|(_, d)| d.as_path())
+    }
+
+    fn need(&self, controller: &'static str) -> Result<&Path, CgroupError> {
+        self.dir(controller)
+            .ok_or(CgroupError::Controller(controller))
+    }
+
+    fn apply(&self, v: &Values) -> Result<(), CgroupError> {
+        if let Some(limit) = v.memory {
+            let dir = self.need("memory")?;
+            files::write(dir, "memory.limit_in_bytes", &limit.to_string())?;
+            // memsw exists only with swap accounting; where it does, forbid swapping past the limit.
+            if let Some(swap) = v.memory_swap {
+                if dir.join("memory.memsw.limit_in_bytes").exists() {
+                    files::write(dir, "memory.memsw.limit_in_bytes", &swap.to_string())?;
+                }
+            }
+        }
+        if let Some(quota) = v.cpu_quota {
+            let dir = self.need("cpu")?;
+            let period = v.cpu_period.unwrap_or(super::limits::CPU_PERIOD_US);
+            files::write(dir, "cpu.cfs_period_us", &period.to_string())?;
+            files::write(dir, "cpu.cfs_quota_us", &quota.to_string())?;
+        }
+        if let Some(max) = v.pids {
+            files::write(self.need("pids")?, "pids.max", &max.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into every hierarchy.
+    pub fn attach(&self, pid: Pid) -> Result<(), CgroupError> {
+        let mut done: Vec<&Path> = Vec::new();
+        for (_, dir) in &self.dirs {
+            if done.contains(&dir.as_path()) {
+                continue;
+            }
+            files::write(dir, "cgroup.procs", &pid.to_string())?;
+            done.push(dir);
+        }
+        Ok(())
+    }
+
+    pub fn events(&self) -> Events {
+        Events {
+            oom_kills: self
+                .dir("memory")
+                .map_or(0, |d| keyed(d, "memory.oom_control", "oom_kill")),
+            pids_max_hits: self
+                .dir("pids")
+                .map_or(0, |d| keyed(d, "pids.events", "max")),
+        }
+    }
+
+    pub fn destroy(&mut self) -> Result<(), CgroupError> {
+        for (_, dir) in &self.dirs {
+            files::kill_procs(dir);
+        }
+        let created = std::mem::take(&mut self.created);
+        files::remove_created(&created)
+    }
+
+    /// Every directory this cgroup consists of (for state records).
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.created.clone()
+    }
+}

@@ -1,0 +1,65 @@
+//! The command line: clap definitions and dispatch. Errors become one line on stderr and exit
+//! code 125 (hydra's own failure), as `docker run` does.
+
+pub mod info;
+pub mod run;
+
+use clap::{Parser, Subcommand};
+
+/// hydra: isolated virtual processes, started in milliseconds.
+#[derive(Debug, Parser)]
+#[command(name = "hydra", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one command as an isolated virtual process.
+    Run(run::RunArgs),
+    /// Show what this host offers hydra.
+    Info(info::InfoArgs),
+}
+
+/// Exit code for hydra's own failures.
+pub const EXIT_HYDRA_FAILED: i32 = 125;
+
+/// Parses the arguments and runs the command; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Info(args) => info::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hydra: {e:#}");
+            EXIT_HYDRA_FAILED
+        }
+    }
+}
+
+/// `--help`/`--version` print as usual; a usage error is one line, exit 125.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            0
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ");
+            eprintln!("hydra: error: {first}");
+            EXIT_HYDRA_FAILED
+        }
+    }
+}

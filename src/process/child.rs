@@ -1,0 +1,157 @@
+//! The child between clone and exec: waits for the parent, then enters its namespaces'
+//! configuration, filesystem, limits and privileges in that order, and execs (or runs the
+//! init). Nothing here allocates or locks: it walks the prepared `LaunchPlan`. Each failure is
+//! reported to the parent as (stage, index, errno).
+
+use std::os::fd::RawFd;
+
+use nix::errno::Errno;
+
+use super::exec;
+use super::handshake;
+use super::init;
+use super::launch::LaunchPlan;
+use super::rlimits;
+use super::stage::{Stage, StepError};
+use crate::fs::apply::enter_root;
+use crate::fs::syscalls as sys;
+use crate::security::seccomp;
+
+/// The child's fds: the channel to the parent and, with a terminal, the pty's slave end.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildIo {
+    pub sock: RawFd,
+    pub pty_slave: Option<RawFd>,
+}
+
+fn errno_check(ret: libc::c_int, stage: Stage) -> Result<(), StepError> {
+    if ret < 0 {
+        Err(StepError::new(stage, Errno::last()))
+    } else {
+        Ok(())
+    }
+}
+
+/// The child's entry point; never returns.
+pub fn main(plan: &LaunchPlan, io: ChildIo) -> ! {
+    match setup(plan, io) {
+        Ok(()) if plan.init => init::run(plan, io.sock),
+        Ok(()) => exec::exec(plan, io.sock),
+        Err(error) => exec::fail(io.sock, error, 125),
+    }
+}
+
+fn setup(plan: &LaunchPlan, io: ChildIo) -> Result<(), StepError> {
+    // SAFETY: prctl with integer arguments: die with hydra.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    handshake::wait_go(io.sock).map_err(|e| StepError::new(Stage::WaitSupervisor, e))?;
+    // Non-dumpable from here to exec (no ptrace, no /proc/PID/mem; runc CVE-2016-9962). Not
+    // before the go: a rootless parent must still open this process's /proc/PID/uid_map.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // SAFETY: setsid takes no arguments.
+    errno_check(unsafe { libc::setsid() }, Stage::Setsid)?;
+    if let Some(slave) = io.pty_slave {
+        attach_terminal(slave, !plan.init)?;
+    }
+    // After the parent placed us in our cgroup, so the namespace's root is that cgroup.
+    // SAFETY: unshare with a flag constant.
+    errno_check(
+        unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
+        Stage::CgroupNamespace,
+    )?;
+    let host = plan.hostname.as_bytes();
+    // SAFETY: the hostname buffer outlives the call.
+    errno_check(
+        unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) },
+        Stage::Hostname,
+    )?;
+    if plan.loopback {
+        crate::net::loopback::bring_up().map_err(|e| StepError::new(Stage::Loopback, e))?;
+    }
+    enter_root(&plan.mounts)?;
+    close_other_fds(io.sock)?;
+    enter_workdir(plan)?;
+    rlimits::apply(&plan.rlimits).map_err(|(i, e)| StepError::at(Stage::Rlimit, i, e))?;
+    drop_privileges(plan)
+}
+
+/// Makes the pty slave the process's stdio; `controlling` (no init): take it as controlling
+/// terminal here, since this process is the command.
+fn attach_terminal(slave: RawFd, controlling: bool) -> Result<(), StepError> {
+    for fd in 0..3 {
+        // SAFETY: dup2 of an fd we hold onto stdio.
+        errno_check(unsafe { libc::dup2(slave, fd) }, Stage::Terminal)?;
+    }
+    if slave > 2 {
+        sys::close(slave);
+    }
+    if controlling {
+        exec::take_terminal().map_err(|e| StepError::new(Stage::Terminal, e))?;
+    }
+    Ok(())
+}
+
+/// Closes every fd but stdio and the channel, before the workdir is entered, so no inherited
+/// host fd can be reached through /proc/self/fd (runc CVE-2024-21626).
+fn close_other_fds(sock: RawFd) -> Result<(), StepError> {
+    let sock = sock as libc::c_uint;
+    // SAFETY: close_range with integer arguments.
+    let below = if sock > 3 {
+        unsafe { libc::close_range(3, sock - 1, 0) }
+    } else {
+        0
+    };
+    errno_check(below, Stage::CloseFds)?;
+    // SAFETY: as above.
+    errno_check(
+        unsafe { libc::close_range(sock + 1, libc::c_uint::MAX, 0) },
+        Stage::CloseFds,
+    )
+}
+
+fn enter_workdir(plan: &LaunchPlan) -> Result<(), StepError> {
+    for dir in &plan.workdir.create {
+        // Failures (a read-only root) surface at chdir below with a clearer errno.
+        let _ = sys::mkdirat(libc::AT_FDCWD, dir, 0o755);
+    }
+    // SAFETY: the path is NUL-terminated.
+    errno_check(
+        unsafe { libc::chdir(plan.workdir.path.as_ptr()) },
+        Stage::Workdir,
+    )?;
+    // The working directory must be inside the new root: getcwd fails for one that is not.
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for its length.
+    let cwd = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
+    if cwd.is_null() && Errno::last() != Errno::ERANGE {
+        return Err(StepError::new(Stage::Workdir, Errno::last()));
+    }
+    Ok(())
+}
+
+fn drop_privileges(plan: &LaunchPlan) -> Result<(), StepError> {
+    plan.caps
+        .drop_bounding()
+        .map_err(|e| StepError::new(Stage::Capabilities, e))?;
+    plan.identity
+        .apply(plan.set_groups)
+        .map_err(|(stage, e)| StepError::new(stage, e))?;
+    plan.caps
+        .set_sets(plan.identity.uid)
+        .map_err(|e| StepError::new(Stage::Capabilities, e))?;
+    // SAFETY: prctl with integer arguments.
+    errno_check(
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
+        Stage::NoNewPrivs,
+    )?;
+    if let Some(landlock) = &plan.landlock {
+        landlock
+            .apply()
+            .map_err(|e| StepError::new(Stage::Landlock, e))?;
+    }
+    for (i, filter) in plan.seccomp.iter().enumerate() {
+        seccomp::install(filter).map_err(|e| StepError::at(Stage::Seccomp, i, e))?;
+    }
+    Ok(())
+}

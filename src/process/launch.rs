@@ -1,0 +1,130 @@
+//! The launch plan: everything the child needs, prepared before clone. C strings, pointer
+//! arrays, masks, the mount list and the compiled seccomp filters all live here so the child
+//! between clone and exec only reads.
+
+use std::ffi::CString;
+
+use seccompiler::BpfProgram;
+
+use crate::fs::MountPlan;
+use crate::process::rlimits::Rlimit;
+use crate::security::capabilities::CapPlan;
+use crate::security::landlock::LandlockPlan;
+use crate::security::user::Identity;
+
+/// argv or envp: owned C strings plus the NULL-terminated pointer array execve takes.
+#[derive(Debug)]
+pub struct CStringArray {
+    strings: Vec<CString>,
+    pointers: Vec<*const libc::c_char>,
+}
+
+impl CStringArray {
+    pub fn new(strings: Vec<CString>) -> Self {
+        let mut pointers: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        pointers.push(std::ptr::null());
+        CStringArray { strings, pointers }
+    }
+
+    pub fn as_ptr(&self) -> *const *const libc::c_char {
+        self.pointers.as_ptr()
+    }
+
+    pub fn strings(&self) -> &[CString] {
+        &self.strings
+    }
+}
+
+/// How to exec the command.
+#[derive(Debug)]
+pub struct ExecPlan {
+    /// Paths to try in order (PATH search done up front, as execvp would).
+    pub candidates: Vec<CString>,
+    pub argv: CStringArray,
+    pub envp: CStringArray,
+}
+
+/// Where the process starts: directories to create if missing, then the chdir target.
+#[derive(Debug)]
+pub struct Workdir {
+    pub create: Vec<CString>,
+    pub path: CString,
+}
+
+/// Everything the child does, in the order it does it.
+#[derive(Debug)]
+pub struct LaunchPlan {
+    pub hostname: CString,
+    /// Bring `lo` up (own network namespace).
+    pub loopback: bool,
+    pub mounts: MountPlan,
+    pub workdir: Workdir,
+    pub rlimits: Vec<Rlimit>,
+    pub identity: Identity,
+    /// setgroups(2) is allowed (not in a rootless user namespace).
+    pub set_groups: bool,
+    pub caps: CapPlan,
+    pub landlock: Option<LandlockPlan>,
+    pub seccomp: Vec<BpfProgram>,
+    /// Run hydra's pid-1 init in front of the command.
+    pub init: bool,
+    /// stdio is a pty: the command takes it as its controlling terminal.
+    pub terminal: bool,
+    pub exec: ExecPlan,
+}
+
+/// The container PATH when the user sets none (Docker's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The paths execvp would try for `command` under `path`.
+pub fn exec_candidates(command: &str, path: &str) -> Vec<String> {
+    if command.contains('/') {
+        return vec![command.to_string()];
+    }
+    path.split(':')
+        .map(|dir| {
+            let dir = if dir.is_empty() { "." } else { dir };
+            format!("{}/{command}", dir.trim_end_matches('/'))
+        })
+        .collect()
+}
+
+/// `/a/b/c` → [`/a`, `/a/b`, `/a/b/c`], for mkdir -p in the child.
+pub fn dir_prefixes(path: &str) -> Vec<String> {
+    let mut prefixes = Vec::new();
+    let mut current = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        current.push('/');
+        current.push_str(part);
+        prefixes.push(current.clone());
+    }
+    prefixes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_follow_path() {
+        assert_eq!(exec_candidates("/bin/sh", DEFAULT_PATH), vec!["/bin/sh"]);
+        assert_eq!(exec_candidates("./x", "/bin"), vec!["./x"]);
+        assert_eq!(
+            exec_candidates("ls", "/usr/bin:/bin/:"),
+            vec!["/usr/bin/ls", "/bin/ls", "./ls"]
+        );
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(dir_prefixes("/a/b/c"), vec!["/a", "/a/b", "/a/b/c"]);
+        assert!(dir_prefixes("/").is_empty());
+    }
+
+    #[test]
+    fn arrays_are_null_terminated() {
+        let arr = CStringArray::new(vec![CString::new("a").unwrap()]);
+        // SAFETY: the array has two entries, the second the terminator.
+        assert!(unsafe { *arr.as_ptr().add(1) }.is_null());
+    }
+}

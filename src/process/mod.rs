@@ -1,0 +1,326 @@
+//! Process: one virtual process from spec to exit status. `run` prepares the launch plan,
+//! creates the state directory and cgroup, clones the child into its namespaces, lets it go once
+//! the parent-side set-up is done, supervises it and tears everything down.
+
+pub mod child;
+pub mod clone;
+pub mod exec;
+pub mod handshake;
+pub mod init;
+pub mod launch;
+pub mod outcome;
+pub mod pty;
+pub mod rlimits;
+pub mod stage;
+pub mod stdio;
+pub mod supervise;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::unistd::{Gid, Uid};
+use thiserror::Error;
+
+use crate::cgroups::{self, Cgroup, CgroupError, CgroupMode};
+use crate::config::{ProcessSpec, SpecError};
+use crate::fs::{self, PlanError, PlanOptions};
+use crate::kernel::state::{StateDir, StateError};
+use crate::security::capabilities::CapPlan;
+use crate::security::landlock::LandlockPlan;
+use crate::security::seccomp::{self, SeccompError};
+use crate::security::user::{self, UserError};
+use crate::security::{idmap, SecurityLevel};
+use launch::{CStringArray, ExecPlan, LaunchPlan, Workdir};
+pub use outcome::Outcome;
+
+#[derive(Debug, Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Rlimit(#[from] rlimits::RlimitError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("{step}: {}", stage::errno_text(*.errno))]
+    Sys { step: &'static str, errno: Errno },
+    #[error("writing the user namespace id maps: {0}")]
+    IdMap(std::io::Error),
+    #[error("--workdir {0} must be an absolute path")]
+    Workdir(String),
+}
+
+fn sys(step: &'static str) -> impl Fn(Errno) -> ProcessError {
+    move |errno| ProcessError::Sys { step, errno }
+}
+
+fn cstring(text: &str) -> Result<CString, ProcessError> {
+    CString::new(text).map_err(|_| ProcessError::Spec(SpecError::Env(text.to_string())))
+}
+
+/// Whether hydra runs without root: the process then gets a user namespace first.
+pub fn rootless() -> bool {
+    !Uid::effective().is_root()
+}
+
+fn environment(spec: &ProcessSpec, home: &str, terminal: bool) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".to_string(), launch::DEFAULT_PATH.to_string()),
+        ("HOSTNAME".to_string(), spec.hostname.clone()),
+        ("HOME".to_string(), home.to_string()),
+        ("container".to_string(), "hydra".to_string()),
+    ];
+    if terminal {
+        env.push(("TERM".to_string(), "xterm".to_string()));
+    }
+    for (key, value) in &spec.env {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env
+}
+
+fn exec_plan(spec: &ProcessSpec, env: &[(String, String)]) -> Result<ExecPlan, ProcessError> {
+    let command = spec.command.first().ok_or(SpecError::NoCommand)?;
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(launch::DEFAULT_PATH, |(_, v)| v.as_str());
+    let candidates = launch::exec_candidates(command, path)
+        .iter()
+        .map(|c| cstring(c))
+        .collect::<Result<_, _>>()?;
+    let argv = spec
+        .command
+        .iter()
+        .map(|a| cstring(a))
+        .collect::<Result<_, _>>()?;
+    let envp = env
+        .iter()
+        .map(|(k, v)| cstring(&format!("{k}={v}")))
+        .collect::<Result<_, _>>()?;
+    Ok(ExecPlan {
+        candidates,
+        argv: CStringArray::new(argv),
+        envp: CStringArray::new(envp),
+    })
+}
+
+fn workdir(spec: &ProcessSpec) -> Result<Workdir, ProcessError> {
+    let path = spec.workdir.as_deref().unwrap_or("/");
+    if !path.starts_with('/') {
+        return Err(ProcessError::Workdir(path.to_string()));
+    }
+    Ok(Workdir {
+        create: launch::dir_prefixes(path)
+            .iter()
+            .map(|p| cstring(p))
+            .collect::<Result<_, _>>()?,
+        path: cstring(path)?,
+    })
+}
+
+/// Where writes stay allowed under Landlock: the writable tmpfs, /dev, read-write volumes.
+fn landlock_paths(spec: &ProcessSpec) -> Result<Vec<CString>, ProcessError> {
+    let mut paths = vec![cstring("/tmp")?, cstring("/dev")?];
+    for v in spec.volumes.iter().filter(|v| !v.read_only) {
+        paths.push(cstring(&v.target)?);
+    }
+    Ok(paths)
+}
+
+/// Everything prepared before clone, plus the warnings to print.
+struct Prepared {
+    plan: LaunchPlan,
+    warnings: Vec<String>,
+}
+
+fn prepare(spec: &ProcessSpec, state: &StateDir, terminal: bool) -> Result<Prepared, ProcessError> {
+    let rootless = rootless();
+    let rootfs = fs::plan::check_rootfs(&spec.rootfs)?;
+    let identity = user::resolve(&rootfs, spec.user.as_ref(), rootless)?;
+    let level = spec.security;
+    let mut warnings = Vec::new();
+    if level == SecurityLevel::Minimal {
+        warnings.push("security level minimal: no seccomp filter (for debugging only)".to_string());
+    }
+    let mounts = fs::plan::build(
+        &rootfs,
+        &state.layer_dir(&spec.name)?,
+        &PlanOptions {
+            read_only_root: spec.read_only || level.read_only_root(),
+            rootless,
+            tmp_tmpfs: level.read_only_root(),
+            volumes: spec.volumes.clone(),
+        },
+    )?;
+    let landlock = if level.landlock() {
+        let plan = LandlockPlan::new(landlock_paths(spec)?);
+        if plan.is_none() {
+            warnings.push(
+                "Landlock is not available: strict relies on its read-only root alone".into(),
+            );
+        }
+        plan
+    } else {
+        None
+    };
+    let can_raise = !rootless
+        && caps::has_cap(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_RESOURCE,
+        )
+        .unwrap_or(false);
+    let env = environment(spec, &identity.home, terminal);
+    let plan = LaunchPlan {
+        hostname: cstring(&spec.hostname)?,
+        loopback: spec.net.own_namespace(),
+        mounts,
+        workdir: workdir(spec)?,
+        rlimits: rlimits::plan(&spec.limits, can_raise)?,
+        identity,
+        set_groups: !rootless,
+        caps: CapPlan::new(level),
+        landlock,
+        seccomp: seccomp::filters(level)?,
+        init: spec.init,
+        terminal,
+        exec: exec_plan(spec, &env)?,
+    };
+    Ok(Prepared { plan, warnings })
+}
+
+/// Creates the cgroup, or explains (rootless) why limits cannot be enforced.
+fn make_cgroup(
+    spec: &ProcessSpec,
+    state: &StateDir,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Cgroup>, ProcessError> {
+    let rootless = rootless();
+    if rootless && !spec.limits.needs_cgroup() {
+        return Ok(None);
+    }
+    state.record(
+        "cgroup",
+        &cgroups::relative_path(&spec.container, &spec.name),
+    )?;
+    let res = cgroups::limits::resources(&spec.limits);
+    match Cgroup::create(cgroups::mode::detect(), &spec.container, &spec.name, &res) {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e) if rootless && e.is_permission() => {
+            let mut flags = Vec::new();
+            if spec.limits.memory.is_some() {
+                flags.push("--memory");
+            }
+            if spec.limits.cpu_millis.is_some() {
+                flags.push("--cpus");
+            }
+            if spec.limits.pids.is_some() {
+                flags.push("--pids");
+            }
+            warnings.push(format!(
+                "rootless without a delegated cgroup: {} not enforced",
+                flags.join(", ")
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn clone_flags(spec: &ProcessSpec) -> u64 {
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if spec.net.own_namespace() {
+        flags |= libc::CLONE_NEWNET;
+    }
+    if rootless() {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    flags as u64
+}
+
+/// The parent's part between clone and go: id maps, cgroup membership.
+fn release_child(
+    child: &clone::Child,
+    cgroup: Option<&Cgroup>,
+    parent_end: &OwnedFd,
+) -> Result<(), ProcessError> {
+    if rootless() {
+        idmap::write_single_maps(child.pid, Uid::effective(), Gid::effective())
+            .map_err(ProcessError::IdMap)?;
+    }
+    if let Some(cg) = cgroup {
+        if cgroups::mode::detect() != CgroupMode::V2 {
+            cg.attach(child.pid)?;
+        }
+    }
+    handshake::send_go(parent_end).map_err(sys("starting the process"))
+}
+
+/// Runs one virtual process to completion. Warnings go to `warn` as they arise.
+pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, ProcessError> {
+    let terminal = pty::stdin_is_terminal();
+    let state = StateDir::create(&spec.container)?;
+    let Prepared { plan, mut warnings } = prepare(spec, &state, terminal)?;
+    let mut cgroup = make_cgroup(spec, &state, &mut warnings)?;
+    for w in &warnings {
+        warn(w);
+    }
+    let result = launch_and_wait(spec, &plan, cgroup.as_ref(), terminal);
+    let events = cgroup.as_ref().map(Cgroup::events).unwrap_or_default();
+    if let Some(cg) = cgroup.as_mut() {
+        cg.destroy()?;
+    }
+    let ended = result?;
+    drop(state);
+    Ok(outcome::decide(&plan, &ended, events, &spec.limits))
+}
+
+fn launch_and_wait(
+    spec: &ProcessSpec,
+    plan: &LaunchPlan,
+    cgroup: Option<&Cgroup>,
+    terminal: bool,
+) -> Result<supervise::Ended, ProcessError> {
+    let signals = supervise::signal_fd().map_err(sys("blocking signals"))?;
+    let pty = if terminal {
+        Some(pty::Pty::open().map_err(sys("opening a pseudo-terminal"))?)
+    } else {
+        None
+    };
+    let (parent_end, child_end) = handshake::pair().map_err(sys("creating the set-up channel"))?;
+    let cgroup_fd = match cgroup {
+        Some(cg) => cg.clone_fd()?,
+        None => None,
+    };
+    let io = child::ChildIo {
+        sock: child_end.as_raw_fd(),
+        pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
+    };
+    // SAFETY: the child branch only runs child::main, which allocates nothing and never returns.
+    let side =
+        unsafe { clone::clone3(clone_flags(spec), cgroup_fd.as_ref().map(|f| f.as_raw_fd())) }
+            .map_err(sys("creating the process (clone3)"))?;
+    let child = match side {
+        clone::Side::Child => child::main(plan, io),
+        clone::Side::Parent(child) => child,
+    };
+    drop(child_end);
+    drop(cgroup_fd);
+    if let Err(e) = release_child(&child, cgroup, &parent_end) {
+        supervise::kill_and_reap(&child);
+        return Err(e);
+    }
+    supervise::supervise(&child, &parent_end, &signals, pty.as_ref())
+        .map_err(sys("waiting for the process"))
+}

@@ -1,0 +1,11 @@
+//! Privilege reduction: capabilities, no_new_privs, seccomp, Landlock, security levels, user
+//! namespace id maps and the process identity.
+
+pub mod capabilities;
+pub mod idmap;
+pub mod landlock;
+pub mod level;
+pub mod seccomp;
+pub mod user;
+
+pub use level::SecurityLevel;
