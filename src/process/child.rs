@@ -13,16 +13,10 @@ use super::init;
 use super::launch::LaunchPlan;
 use super::rlimits;
 use super::stage::{Stage, StepError};
+use super::terminal;
 use crate::fs::apply::enter_root;
 use crate::fs::syscalls as sys;
 use crate::security::seccomp;
-
-/// The child's fds: the channel to the parent and, with a terminal, the pty's slave end.
-#[derive(Debug, Clone, Copy)]
-pub struct ChildIo {
-    pub sock: RawFd,
-    pub pty_slave: Option<RawFd>,
-}
 
 fn errno_check(ret: libc::c_int, stage: Stage) -> Result<(), StepError> {
     if ret < 0 {
@@ -33,27 +27,25 @@ fn errno_check(ret: libc::c_int, stage: Stage) -> Result<(), StepError> {
 }
 
 /// The child's entry point; never returns.
-pub fn main(plan: &LaunchPlan, io: ChildIo) -> ! {
-    match setup(plan, io) {
-        Ok(()) if plan.init => init::run(plan, io.sock),
-        Ok(()) => exec::exec(plan, io.sock),
-        Err(error) => exec::fail(io.sock, error, 125),
+/// `sock` is the child's end of the set-up channel.
+pub fn main(plan: &LaunchPlan, sock: RawFd) -> ! {
+    match setup(plan, sock) {
+        Ok(()) if plan.init => init::run(plan, sock),
+        Ok(()) => exec::exec(plan, sock),
+        Err(error) => exec::fail(sock, error, 125),
     }
 }
 
-fn setup(plan: &LaunchPlan, io: ChildIo) -> Result<(), StepError> {
+fn setup(plan: &LaunchPlan, sock: RawFd) -> Result<(), StepError> {
     // SAFETY: prctl with integer arguments: die with hydra.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    handshake::wait_go(io.sock).map_err(|e| StepError::new(Stage::WaitSupervisor, e))?;
+    handshake::wait_go(sock).map_err(|e| StepError::new(Stage::WaitSupervisor, e))?;
     // Non-dumpable from here to exec (no ptrace, no /proc/PID/mem; runc CVE-2016-9962). Not
     // before the go: a rootless parent must still open this process's /proc/PID/uid_map.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // SAFETY: setsid takes no arguments.
     errno_check(unsafe { libc::setsid() }, Stage::Setsid)?;
-    if let Some(slave) = io.pty_slave {
-        attach_terminal(slave, !plan.init)?;
-    }
     // After the parent placed us in our cgroup, so the namespace's root is that cgroup.
     // SAFETY: unshare with a flag constant.
     errno_check(
@@ -70,22 +62,19 @@ fn setup(plan: &LaunchPlan, io: ChildIo) -> Result<(), StepError> {
         crate::net::loopback::bring_up().map_err(|e| StepError::new(Stage::Loopback, e))?;
     }
     enter_root(&plan.mounts)?;
-    close_other_fds(io.sock)?;
+    if plan.terminal {
+        attach_terminal(sock, !plan.init)?;
+    }
+    close_other_fds(sock)?;
     enter_workdir(plan)?;
     rlimits::apply(&plan.rlimits).map_err(|(i, e)| StepError::at(Stage::Rlimit, i, e))?;
     drop_privileges(plan)
 }
 
-/// Makes the pty slave the process's stdio; `controlling` (no init): take it as controlling
-/// terminal here, since this process is the command.
-fn attach_terminal(slave: RawFd, controlling: bool) -> Result<(), StepError> {
-    for fd in 0..3 {
-        // SAFETY: dup2 of an fd we hold onto stdio.
-        errno_check(unsafe { libc::dup2(slave, fd) }, Stage::Terminal)?;
-    }
-    if slave > 2 {
-        sys::close(slave);
-    }
+/// Opens the process's pty (stdio becomes its slave); `controlling` (no init): take it as
+/// controlling terminal here, since this process is the command.
+fn attach_terminal(sock: RawFd, controlling: bool) -> Result<(), StepError> {
+    terminal::open_inside(sock).map_err(|e| StepError::new(Stage::Terminal, e))?;
     if controlling {
         exec::take_terminal().map_err(|e| StepError::new(Stage::Terminal, e))?;
     }

@@ -9,6 +9,8 @@ use nix::errno::Errno;
 use super::stage::StepError;
 
 const GO: u8 = 0x47;
+/// The one-byte message that carries the pty master.
+pub const TERMINAL_TAG: u8 = 0x54;
 
 /// Creates the pair: (parent end, child end).
 pub fn pair() -> Result<(OwnedFd, OwnedFd), Errno> {
@@ -70,10 +72,12 @@ pub fn report(child: RawFd, error: &StepError) {
 }
 
 /// Parent: what one readable event on the channel brought.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Received {
     /// The child (or the command it forked) failed a step.
     Failure(StepError),
+    /// The master of the pty the child opened in its own devpts.
+    Terminal(OwnedFd),
     /// Every child-side end is closed: the command was exec'd (or the child died).
     Closed,
     /// Nothing to read now, or a message that does not parse.
@@ -81,25 +85,35 @@ pub enum Received {
 }
 
 pub fn receive(parent: &OwnedFd) -> Received {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = [0u8; 16];
-    // SAFETY: receiving into a stack buffer of the given length, without blocking.
-    let ret = unsafe {
-        libc::recv(
-            parent.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+    let msg = match recvmsg::<()>(parent.as_raw_fd(), &mut iov, Some(&mut space), flags) {
+        Ok(msg) => msg,
+        Err(Errno::EAGAIN | Errno::EINTR) => return Received::Nothing,
+        Err(_) => return Received::Closed,
     };
-    match ret {
-        0 => Received::Closed,
-        n if n > 0 => match StepError::decode(&buf[..n as usize]) {
+    let mut passed = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for cmsg in cmsgs {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                for fd in fds {
+                    // SAFETY: SCM_RIGHTS delivered a new fd we now own.
+                    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                    passed = passed.or(Some(owned));
+                }
+            }
+        }
+    }
+    let len = msg.bytes;
+    match (len, passed) {
+        (0, _) => Received::Closed,
+        (1, Some(fd)) if buf[0] == TERMINAL_TAG => Received::Terminal(fd),
+        (n, _) => match StepError::decode(&buf[..n]) {
             Some(e) => Received::Failure(e),
             None => Received::Nothing,
-        },
-        _ => match Errno::last() {
-            Errno::EAGAIN | Errno::EINTR => Received::Nothing,
-            _ => Received::Closed,
         },
     }
 }

@@ -14,6 +14,7 @@ pub mod rlimits;
 pub mod stage;
 pub mod stdio;
 pub mod supervise;
+pub mod terminal;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -293,7 +294,7 @@ fn launch_and_wait(
     terminal: bool,
 ) -> Result<supervise::Ended, ProcessError> {
     let signals = supervise::signal_fd().map_err(sys("blocking signals"))?;
-    let pty = if terminal {
+    let mut pty = if terminal {
         Some(pty::Pty::open().map_err(sys("opening a pseudo-terminal"))?)
     } else {
         None
@@ -303,16 +304,13 @@ fn launch_and_wait(
         Some(cg) => cg.clone_fd()?,
         None => None,
     };
-    let io = child::ChildIo {
-        sock: child_end.as_raw_fd(),
-        pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
-    };
+    let sock = child_end.as_raw_fd();
     // SAFETY: the child branch only runs child::main, which allocates nothing and never returns.
     let side =
         unsafe { clone::clone3(clone_flags(spec), cgroup_fd.as_ref().map(|f| f.as_raw_fd())) }
             .map_err(sys("creating the process (clone3)"))?;
     let child = match side {
-        clone::Side::Child => child::main(plan, io),
+        clone::Side::Child => child::main(plan, sock),
         clone::Side::Parent(child) => child,
     };
     drop(child_end);
@@ -321,6 +319,6 @@ fn launch_and_wait(
         supervise::kill_and_reap(&child);
         return Err(e);
     }
-    supervise::supervise(&child, &parent_end, &signals, pty.as_ref())
+    supervise::supervise(&child, &parent_end, &signals, pty.as_mut())
         .map_err(sys("waiting for the process"))
 }

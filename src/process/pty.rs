@@ -1,16 +1,16 @@
-//! A pseudo-terminal for a process whose stdin is a terminal: the slave becomes the process's
-//! stdio, the parent copies bytes between its own terminal (in raw mode) and the master.
+//! The outer side of a process's terminal: hydra's own terminal in raw mode, and the pty master
+//! the child opened in its devpts (see `terminal`), between which hydra copies bytes.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::pty::{openpty, Winsize};
+use nix::pty::Winsize;
 use nix::sys::termios::{self, SetArg, Termios};
 
 /// The parent's side of the terminal.
 pub struct Pty {
-    pub master: OwnedFd,
-    pub slave: OwnedFd,
+    /// Arrives from the child once it opened the pty.
+    pub master: Option<OwnedFd>,
     saved: Option<Termios>,
 }
 
@@ -22,11 +22,8 @@ fn window_size(fd: i32) -> Option<Winsize> {
 }
 
 impl Pty {
-    /// Opens a pty sized like the terminal on stdin and puts that terminal in raw mode (restored
-    /// on drop).
+    /// Puts the terminal on stdin in raw mode (restored on drop); the master comes later.
     pub fn open() -> Result<Self, Errno> {
-        let ws = window_size(0);
-        let pair = openpty(ws.as_ref(), None)?;
         let stdin = std::io::stdin();
         let saved = termios::tcgetattr(stdin.as_fd()).ok();
         if let Some(original) = &saved {
@@ -35,18 +32,23 @@ impl Pty {
             termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)?;
         }
         Ok(Pty {
-            master: pair.master,
-            slave: pair.slave,
+            master: None,
             saved,
         })
     }
 
     /// Copies the outer terminal's size to the pty (on SIGWINCH).
     pub fn resize(&self) {
-        if let Some(ws) = window_size(0) {
+        if let (Some(ws), Some(master)) = (window_size(0), &self.master) {
             // SAFETY: TIOCSWINSZ reads ws.
-            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+            unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
         }
+    }
+
+    /// Takes the master the child sent, sized like the outer terminal.
+    pub fn attach(&mut self, master: OwnedFd) {
+        self.master = Some(master);
+        self.resize();
     }
 }
 

@@ -97,12 +97,12 @@ pub fn supervise(
     child: &Child,
     channel: &OwnedFd,
     signals: &SignalFd,
-    pty: Option<&Pty>,
+    mut pty: Option<&mut Pty>,
 ) -> Result<Ended, Errno> {
     let mut failure = None;
     let mut channel_open = true;
-    let mut stdin_open = pty.is_some();
-    let mut master_open = pty.is_some();
+    let mut stdin_open = false;
+    let mut master_open = false;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     loop {
@@ -114,9 +114,10 @@ pub fn supervise(
             fds.push(PollFd::new(channel.as_fd(), PollFlags::POLLIN));
             fds.len() - 1
         });
-        let master_at = match pty {
-            Some(p) if master_open => {
-                fds.push(PollFd::new(p.master.as_fd(), PollFlags::POLLIN));
+        let master = pty.as_ref().and_then(|p| p.master.as_ref());
+        let master_at = match master {
+            Some(m) if master_open => {
+                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
                 Some(fds.len() - 1)
             }
             _ => None,
@@ -142,7 +143,7 @@ pub fn supervise(
         if signalled {
             while let Ok(Some(info)) = signals.read_signal() {
                 let sig = info.ssi_signo as i32;
-                match (sig, pty) {
+                match (sig, pty.as_deref()) {
                     (libc::SIGWINCH, Some(p)) => p.resize(),
                     (libc::SIGWINCH, None) => {}
                     _ => send_signal(child, sig),
@@ -153,19 +154,25 @@ pub fn supervise(
             match handshake::receive(channel) {
                 Received::Failure(e) => failure = failure.or(Some(e)),
                 Received::Closed => channel_open = false,
+                Received::Terminal(fd) => {
+                    if let Some(p) = pty.as_deref_mut() {
+                        p.attach(fd);
+                        (master_open, stdin_open) = (true, true);
+                    }
+                }
                 Received::Nothing => {}
             }
         }
-        if let Some(p) = pty {
+        if let Some(m) = pty.as_ref().and_then(|p| p.master.as_ref()) {
             if master_ready {
-                master_open = relay(p.master.as_fd(), stdout.as_fd()) != Relay::Finished;
+                master_open = relay(m.as_fd(), stdout.as_fd()) != Relay::Finished;
             }
-            if stdin_ready && relay(stdin.as_fd(), p.master.as_fd()) == Relay::Finished {
+            if stdin_ready && relay(stdin.as_fd(), m.as_fd()) == Relay::Finished {
                 stdin_open = false;
             }
         }
         if exited {
-            return finish(child, channel, channel_open, failure, pty);
+            return finish(child, channel, channel_open, failure, pty.as_deref());
         }
     }
 }
@@ -181,15 +188,16 @@ fn finish(
     while channel_open {
         match handshake::receive(channel) {
             Received::Failure(e) => failure = failure.or(Some(e)),
+            Received::Terminal(_) => {}
             Received::Closed | Received::Nothing => channel_open = false,
         }
     }
-    if let Some(p) = pty {
+    if let Some(m) = pty.and_then(|p| p.master.as_ref()) {
         let _ = nix::fcntl::fcntl(
-            &p.master,
+            m,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
-        while relay(p.master.as_fd(), std::io::stdout().as_fd()) == Relay::Copied {}
+        while relay(m.as_fd(), std::io::stdout().as_fd()) == Relay::Copied {}
     }
     let status = loop {
         match waitid(Id::PIDFd(child.pidfd.as_fd()), WaitPidFlag::WEXITED) {
