@@ -104,7 +104,15 @@ impl Cgroup {
         }
     }
 
-    /// Moves `pid` in after clone (v1; v2 children are already inside).
+    /// Files the child writes "0" to in order to join (v1; v2 children are born inside).
+    pub fn join_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        match self {
+            Cgroup::V1(cg) => cg.open_tasks(),
+            Cgroup::V2(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Moves `pid` in from outside (used where the child cannot join itself).
     pub fn attach(&self, pid: Pid) -> Result<(), CgroupError> {
         match self {
             Cgroup::V1(cg) => cg.attach(pid),

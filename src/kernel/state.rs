@@ -107,8 +107,10 @@ impl StateDir {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        writeln!(file, "{kind} {}", value.display()).map_err(io(&path))?;
-        file.sync_data().map_err(io(&path))
+        // No fsync: the record must outlive a crash of hydra, not of the machine, and a reboot
+        // takes cgroups and namespaces with it.
+        let line = format!("{kind} {}\n", value.display());
+        file.write_all(line.as_bytes()).map_err(io(&path))
     }
 
     /// The objects recorded in a state directory.

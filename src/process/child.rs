@@ -27,16 +27,16 @@ fn errno_check(ret: libc::c_int, stage: Stage) -> Result<(), StepError> {
 }
 
 /// The child's entry point; never returns.
-/// `sock` is the child's end of the set-up channel.
-pub fn main(plan: &LaunchPlan, sock: RawFd) -> ! {
-    match setup(plan, sock) {
+/// `sock` is the child's end of the set-up channel; `cgroup_tasks` the v1 `tasks` files to join.
+pub fn main(plan: &LaunchPlan, sock: RawFd, cgroup_tasks: &[RawFd]) -> ! {
+    match setup(plan, sock, cgroup_tasks) {
         Ok(()) if plan.init => init::run(plan, sock),
         Ok(()) => exec::exec(plan, sock),
         Err(error) => exec::fail(sock, error, 125),
     }
 }
 
-fn setup(plan: &LaunchPlan, sock: RawFd) -> Result<(), StepError> {
+fn setup(plan: &LaunchPlan, sock: RawFd, cgroup_tasks: &[RawFd]) -> Result<(), StepError> {
     // SAFETY: prctl with integer arguments: die with hydra.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     handshake::wait_go(sock).map_err(|e| StepError::new(Stage::WaitSupervisor, e))?;
@@ -46,7 +46,8 @@ fn setup(plan: &LaunchPlan, sock: RawFd) -> Result<(), StepError> {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // SAFETY: setsid takes no arguments.
     errno_check(unsafe { libc::setsid() }, Stage::Setsid)?;
-    // After the parent placed us in our cgroup, so the namespace's root is that cgroup.
+    join_cgroup(cgroup_tasks)?;
+    // After joining our cgroup, so the namespace's root is that cgroup.
     // SAFETY: unshare with a flag constant.
     errno_check(
         unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
@@ -69,6 +70,19 @@ fn setup(plan: &LaunchPlan, sock: RawFd) -> Result<(), StepError> {
     enter_workdir(plan)?;
     rlimits::apply(&plan.rlimits).map_err(|(i, e)| StepError::at(Stage::Rlimit, i, e))?;
     drop_privileges(plan)
+}
+
+/// Moves this (single-threaded) process into its v1 cgroups by writing "0" to each `tasks`.
+fn join_cgroup(tasks: &[RawFd]) -> Result<(), StepError> {
+    for (i, &fd) in tasks.iter().enumerate() {
+        // SAFETY: writing a one-byte constant to an fd the parent opened for us.
+        let ret = unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) };
+        sys::close(fd);
+        if ret != 1 {
+            return Err(StepError::at(Stage::CgroupJoin, i, Errno::last()));
+        }
+    }
+    Ok(())
 }
 
 /// Opens the process's pty (stdio becomes its slave); `controlling` (no init): take it as

@@ -17,13 +17,13 @@ pub mod supervise;
 pub mod terminal;
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
 use thiserror::Error;
 
-use crate::cgroups::{self, Cgroup, CgroupError, CgroupMode};
+use crate::cgroups::{self, Cgroup, CgroupError};
 use crate::config::{ProcessSpec, SpecError};
 use crate::fs::{self, PlanError, PlanOptions};
 use crate::kernel::state::{StateDir, StateError};
@@ -250,20 +250,11 @@ fn clone_flags(spec: &ProcessSpec) -> u64 {
     flags as u64
 }
 
-/// The parent's part between clone and go: id maps, cgroup membership.
-fn release_child(
-    child: &clone::Child,
-    cgroup: Option<&Cgroup>,
-    parent_end: &OwnedFd,
-) -> Result<(), ProcessError> {
+/// The parent's part between clone and go: the id maps of a rootless child.
+fn release_child(child: &clone::Child, parent_end: &OwnedFd) -> Result<(), ProcessError> {
     if rootless() {
         idmap::write_single_maps(child.pid, Uid::effective(), Gid::effective())
             .map_err(ProcessError::IdMap)?;
-    }
-    if let Some(cg) = cgroup {
-        if cgroups::mode::detect() != CgroupMode::V2 {
-            cg.attach(child.pid)?;
-        }
     }
     handshake::send_go(parent_end).map_err(sys("starting the process"))
 }
@@ -300,22 +291,23 @@ fn launch_and_wait(
         None
     };
     let (parent_end, child_end) = handshake::pair().map_err(sys("creating the set-up channel"))?;
-    let cgroup_fd = match cgroup {
-        Some(cg) => cg.clone_fd()?,
-        None => None,
+    let (cgroup_fd, join_fds) = match cgroup {
+        Some(cg) => (cg.clone_fd()?, cg.join_fds()?),
+        None => (None, Vec::new()),
     };
+    let join: Vec<RawFd> = join_fds.iter().map(AsRawFd::as_raw_fd).collect();
     let sock = child_end.as_raw_fd();
     // SAFETY: the child branch only runs child::main, which allocates nothing and never returns.
     let side =
         unsafe { clone::clone3(clone_flags(spec), cgroup_fd.as_ref().map(|f| f.as_raw_fd())) }
             .map_err(sys("creating the process (clone3)"))?;
     let child = match side {
-        clone::Side::Child => child::main(plan, sock),
+        clone::Side::Child => child::main(plan, sock, &join),
         clone::Side::Parent(child) => child,
     };
     drop(child_end);
-    drop(cgroup_fd);
-    if let Err(e) = release_child(&child, cgroup, &parent_end) {
+    drop((cgroup_fd, join_fds));
+    if let Err(e) = release_child(&child, &parent_end) {
         supervise::kill_and_reap(&child);
         return Err(e);
     }

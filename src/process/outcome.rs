@@ -23,6 +23,7 @@ pub fn describe(plan: &LaunchPlan, error: &StepError) -> String {
     match error.stage {
         Stage::WaitSupervisor => "waiting for the supervisor".into(),
         Stage::Setsid => "creating a session".into(),
+        Stage::CgroupJoin => "joining the cgroup".into(),
         Stage::CgroupNamespace => "entering a cgroup namespace".into(),
         Stage::Hostname => "setting the hostname".into(),
         Stage::Loopback => "bringing up lo".into(),

@@ -10,6 +10,7 @@ use nix::errno::Errno;
 pub enum Stage {
     WaitSupervisor = 1,
     Setsid,
+    CgroupJoin,
     CgroupNamespace,
     Hostname,
     Loopback,
@@ -41,9 +42,10 @@ pub enum Stage {
     Exec,
 }
 
-const ALL: [Stage; 29] = [
+const ALL: [Stage; 30] = [
     Stage::WaitSupervisor,
     Stage::Setsid,
+    Stage::CgroupJoin,
     Stage::CgroupNamespace,
     Stage::Hostname,
     Stage::Loopback,
