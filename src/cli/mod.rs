@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Errors become one line on stderr and exit
 //! code 125 (hydra's own failure), as `docker run` does.
 
+pub mod gc;
 pub mod info;
 pub mod run;
 
@@ -17,9 +18,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one command as an isolated virtual process.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Show what this host offers hydra.
     Info(info::InfoArgs),
+    /// Remove what crashed hydra processes left behind (cgroups, state).
+    Gc(gc::GcArgs),
 }
 
 /// Exit code for hydra's own failures.
@@ -32,8 +35,9 @@ pub fn main() -> i32 {
         Err(e) => return usage_error(e),
     };
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Info(args) => info::run(args),
+        Command::Gc(args) => gc::run(args),
     };
     match result {
         Ok(code) => code,

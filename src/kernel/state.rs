@@ -47,7 +47,8 @@ pub struct StateDir {
 const OWNER: &str = "owner.pid";
 const OBJECTS: &str = "objects";
 
-fn owner_alive(dir: &Path) -> bool {
+/// Whether the hydra that owns a state directory is still running.
+pub fn owner_alive(dir: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(dir.join(OWNER)) else {
         return false;
     };

@@ -17,9 +17,17 @@ pub fn exec_failure_code(errno: Errno) -> i32 {
     }
 }
 
-/// Unblocks every signal and resets SIGPIPE, which the Rust runtime ignores and an exec'd
-/// program would otherwise inherit ignored.
+/// Unblocks every signal and resets every disposition to the default: the command starts with a
+/// clean signal state whatever hydra inherited (a shell's background job ignores SIGINT and
+/// SIGQUIT; the Rust runtime ignores SIGPIPE).
 pub fn reset_signals() -> Result<(), Errno> {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: SIG_DFL is valid for every catchable signal; errors (reserved signals) are
+            // harmless.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
     // SAFETY: sigset_t is plain data, filled by sigemptyset.
     let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointers to stack data; SIG_DFL is a valid disposition.
@@ -28,7 +36,6 @@ pub fn reset_signals() -> Result<(), Errno> {
         if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) < 0 {
             return Err(Errno::last());
         }
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     Ok(())
 }

@@ -1,0 +1,49 @@
+# hydra: build, test, demo and benchmark entry points. `make test` and `make demo` work as root on
+# a fresh Debian 12 machine that has only rust, gcc, make and git: they install what else they need.
+
+CARGO ?= cargo
+# Build exactly the committed dependency versions once there is a lock file.
+LOCKED := $(if $(wildcard Cargo.lock),--locked,)
+SNAPSHOT := hack/.cache/host-before-test.txt
+
+.PHONY: all deps deps-bench rootfs build lint test demo bench-start bench clean-host
+
+all: build
+
+deps:
+	hack/install-deps.sh test
+
+deps-bench:
+	hack/install-deps.sh bench
+
+rootfs: deps
+	rootfs/build.sh
+
+build:
+	$(CARGO) build $(LOCKED)
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy $(LOCKED) --all-targets -- -D warnings
+
+# The integration tests run the real binary as root against rootfs/busybox; afterwards the host
+# must look as it did before (no netns, links, nft tables, cgroups, mounts, processes, state).
+# The comparison runs even when the tests fail, so that a failing test's leftovers are shown too.
+test: deps rootfs build lint
+	hack/check-clean.sh snapshot $(SNAPSHOT)
+	HYDRA_ROOTFS=$(CURDIR)/rootfs/busybox $(CARGO) test $(LOCKED) || \
+		{ hack/check-clean.sh compare $(SNAPSHOT); exit 1; }
+	hack/check-clean.sh compare $(SNAPSHOT)
+
+demo: deps rootfs build
+	hack/demo.sh
+
+bench-start: deps-bench rootfs
+	hack/bench-start.sh
+
+bench: deps-bench rootfs
+	hack/bench.sh
+
+# Removes leftover hydra cgroups (below the `hydra` cgroup dirs) and /run/hydra state, nothing else.
+clean-host:
+	hack/check-clean.sh clean

@@ -1,0 +1,208 @@
+/*
+ * hydra-probe: a static helper the integration tests run INSIDE a container (busybox has no
+ * ptrace, unshare(2), clone3 or rlimit probes). Each subcommand prints one line on stdout and
+ * exits 0 when the operation succeeded, 1 when it failed ("<op>: <error>"), 2 on bad usage.
+ * clone3, open-max and fds are measurements: they always exit 0 and print what they found.
+ *
+ *   hydra-probe ptrace PID | unshare user|net|mount|pid|ipc|uts|cgroup | clone3 | mount
+ *               open-max | fsize PATH BYTES | alloc MB | fds | caps
+ *
+ * Built by rootfs/build.sh with gcc -static into rootfs/busybox/usr/local/bin/hydra-probe.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#define MIB (1024 * 1024)
+
+/* Tests match on errno names where the message would be ambiguous or locale-dependent. */
+static const char *errname(int e)
+{
+	static const struct { int e; const char *n; } t[] = {
+		{EPERM, "EPERM"}, {ENOENT, "ENOENT"}, {ESRCH, "ESRCH"}, {EINTR, "EINTR"},
+		{EBADF, "EBADF"}, {ENOMEM, "ENOMEM"}, {EACCES, "EACCES"}, {EFAULT, "EFAULT"},
+		{EBUSY, "EBUSY"}, {EEXIST, "EEXIST"}, {EINVAL, "EINVAL"}, {ENFILE, "ENFILE"},
+		{EMFILE, "EMFILE"}, {EFBIG, "EFBIG"}, {ENOSPC, "ENOSPC"}, {EROFS, "EROFS"},
+		{ENOSYS, "ENOSYS"}, {E2BIG, "E2BIG"}, {EDQUOT, "EDQUOT"},
+	};
+	static char buf[16];
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (t[i].e == e)
+			return t[i].n;
+	snprintf(buf, sizeof(buf), "E%d", e);
+	return buf;
+}
+
+/* Print "<op>: ok" or "<op>: <strerror>" and return the exit code. */
+static int report(const char *op, int ok)
+{
+	if (ok)
+		printf("%s: ok\n", op);
+	else
+		printf("%s: %s\n", op, strerror(errno));
+	return ok ? 0 : 1;
+}
+
+static int do_ptrace(pid_t pid)
+{
+	int st;
+	if (ptrace(PTRACE_ATTACH, pid, 0, 0) != 0)
+		return report("ptrace", 0);
+	waitpid(pid, &st, __WALL); /* the tracee must be stopped before it can be detached */
+	ptrace(PTRACE_DETACH, pid, 0, 0);
+	return report("ptrace", 1);
+}
+
+static int do_unshare(const char *ns)
+{
+	static const struct { const char *n; int f; } t[] = {
+		{"user", CLONE_NEWUSER}, {"net", CLONE_NEWNET}, {"mount", CLONE_NEWNS},
+		{"pid", CLONE_NEWPID}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+		{"cgroup", CLONE_NEWCGROUP},
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (strcmp(ns, t[i].n) == 0)
+			return report("unshare", unshare(t[i].f) == 0);
+	fprintf(stderr, "hydra-probe: unknown namespace %s\n", ns);
+	return 2;
+}
+
+/* clone3 with a NULL/0 argument is always rejected: EINVAL from the kernel itself, ENOSYS or
+ * EPERM when a seccomp filter stops it first. The errno says which. */
+static int do_clone3(void)
+{
+	long r = syscall(SYS_clone3, NULL, 0);
+	if (r == 0)
+		_exit(0); /* cannot happen with a NULL argument; never let a child run on */
+	printf("clone3: %s\n", r > 0 ? "ok" : errname(errno));
+	return 0;
+}
+
+static int do_open_max(void)
+{
+	long n = 0;
+	while (open("/dev/null", O_RDONLY) >= 0)
+		n++;
+	printf("open-max: %ld %s\n", n, errname(errno));
+	return 0;
+}
+
+static int do_fsize(const char *path, unsigned long long bytes)
+{
+	static char buf[MIB];
+	signal(SIGXFSZ, SIG_IGN); /* get EFBIG instead of being killed */
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		goto fail;
+	while (bytes > 0) {
+		size_t chunk = bytes < sizeof(buf) ? bytes : sizeof(buf);
+		ssize_t w = write(fd, buf, chunk);
+		if (w < 0)
+			goto fail;
+		bytes -= (unsigned long long)w; /* a short write is retried: the next one gives EFBIG */
+	}
+	if (close(fd) != 0)
+		goto fail;
+	printf("fsize: ok\n");
+	return 0;
+fail:
+	printf("fsize: %s\n", errname(errno));
+	return 1;
+}
+
+/* Touch every page so the memory is really charged to the cgroup (and the OOM killer acts). */
+static void *volatile keep; /* chains the blocks: the compiler cannot drop the allocations */
+static int do_alloc(long mb)
+{
+	for (long i = 0; i < mb; i++) {
+		void **p = malloc(MIB);
+		if (!p) {
+			printf("alloc: %s\n", errname(ENOMEM));
+			return 1;
+		}
+		memset(p, 0xa5, MIB);
+		*p = keep;
+		keep = p;
+	}
+	printf("alloc: ok\n");
+	return 0;
+}
+
+static int do_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return report("fds", 0);
+	struct dirent *e;
+	printf("fds:");
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d))
+			printf(" %s", e->d_name);
+	printf("\n");
+	closedir(d);
+	return 0;
+}
+
+static int do_caps(void)
+{
+	static const char *keys[] = {"CapEff", "CapBnd", "CapPrm", "CapInh", "CapAmb",
+				     "NoNewPrivs", "Seccomp"};
+	char val[7][32] = {{0}}, line[256];
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return report("caps", 0);
+	while (fgets(line, sizeof(line), f))
+		for (int i = 0; i < 7; i++) {
+			size_t n = strlen(keys[i]);
+			if (strncmp(line, keys[i], n) == 0 && line[n] == ':')
+				sscanf(line + n + 1, "%31s", val[i]);
+		}
+	fclose(f);
+	printf("caps: eff=%s bnd=%s prm=%s inh=%s amb=%s nnp=%s seccomp=%s\n", val[0], val[1],
+	       val[2], val[3], val[4], val[5], val[6]);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *op = argc > 1 ? argv[1] : "";
+	if (strcmp(op, "ptrace") == 0 && argc == 3)
+		return do_ptrace(atoi(argv[2]));
+	if (strcmp(op, "unshare") == 0 && argc == 3)
+		return do_unshare(argv[2]);
+	if (strcmp(op, "clone3") == 0 && argc == 2)
+		return do_clone3();
+	if (strcmp(op, "mount") == 0 && argc == 2) {
+		int ok = mount("none", "/mnt", "tmpfs", 0, NULL) == 0;
+		if (ok)
+			umount("/mnt");
+		return report("mount", ok);
+	}
+	if (strcmp(op, "open-max") == 0 && argc == 2)
+		return do_open_max();
+	if (strcmp(op, "fsize") == 0 && argc == 4)
+		return do_fsize(argv[2], strtoull(argv[3], NULL, 10));
+	if (strcmp(op, "alloc") == 0 && argc == 3)
+		return do_alloc(atol(argv[2]));
+	if (strcmp(op, "fds") == 0 && argc == 2)
+		return do_fds();
+	if (strcmp(op, "caps") == 0 && argc == 2)
+		return do_caps();
+	fprintf(stderr, "usage: hydra-probe ptrace PID | unshare NS | clone3 | mount | open-max |"
+			" fsize PATH BYTES | alloc MB | fds | caps\n");
+	return 2;
+}
