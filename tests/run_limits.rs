@@ -1,0 +1,255 @@
+//! `hydra run`: memory, cpu and pids limits (cgroups), rlimits, and the host objects that exist
+//! only while the process runs (cgroup directories, state directory).
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The process's own cgroup directory for `controller`: v1 `/sys/fs/cgroup/<c>/hydra/<n>/<n>`,
+/// pure v2 `/sys/fs/cgroup/hydra/<n>/<n>`.
+fn cgroup_dir(controller: &str, name: &str) -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup").join(controller);
+    let base = if v1.is_dir() {
+        v1
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    };
+    base.join("hydra").join(name).join(name)
+}
+
+fn is_v1(controller: &str) -> bool {
+    Path::new("/sys/fs/cgroup").join(controller).is_dir()
+}
+
+fn read_trim(p: &Path) -> String {
+    fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// Run `hydra run FLAGS -- sh -c 'echo ready; read x'`, call `check(name, hydra_pid)` while it
+/// runs, then let it finish (the helper checks the host is clean afterwards).
+fn while_running(label: &str, flags: &[&str], check: impl FnOnce(&str, i32)) -> Output {
+    require_root();
+    let mut r = Hydra::run(label)
+        .args(flags)
+        .stdin_pipe()
+        .sh("echo ready; read x; echo done")
+        .spawn();
+    r.wait_for_stdout("ready");
+    let name = r.name().to_string();
+    let pid = r.pid;
+    // The check may panic: `r` is dropped then and kills hydra and its processes.
+    check(&name, pid);
+    r.write_stdin("go\n");
+    let out = r.wait();
+    out.assert_ok();
+    assert_eq!(out.lines(), ["ready", "done"], "{out}");
+    out
+}
+
+/// The container's pid 1 (host pid) is a member of `dir`.
+fn assert_member(dir: &Path, hydra_pid: i32) {
+    let pid1 = container_pid1(hydra_pid, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no container pid 1 below hydra (pid {hydra_pid})"));
+    let procs = read_trim(&dir.join("cgroup.procs"));
+    assert!(
+        procs.lines().any(|l| l.trim() == pid1.to_string()),
+        "container pid 1 (host pid {pid1}) is not in {}: {procs:?}",
+        dir.display()
+    );
+}
+
+#[test]
+fn memory_limit_is_set_on_the_process_cgroup() {
+    let mut seen = None;
+    let out = while_running("mem-64", &["--memory", "64M"], |name, pid| {
+        let dir = cgroup_dir("memory", name);
+        assert!(
+            wait_for_path(&dir, Duration::from_secs(5)),
+            "{} missing",
+            dir.display()
+        );
+        let (file, want) = if is_v1("memory") {
+            ("memory.limit_in_bytes", "67108864")
+        } else {
+            ("memory.max", "67108864")
+        };
+        assert_eq!(read_trim(&dir.join(file)), want, "{}/{file}", dir.display());
+        assert_member(&dir, pid);
+        seen = Some(dir);
+    });
+    let dir = seen.unwrap();
+    assert!(
+        !dir.exists(),
+        "{} still exists after exit\n{out}",
+        dir.display()
+    );
+    assert!(
+        !dir.parent().unwrap().exists(),
+        "{} still exists",
+        dir.parent().unwrap().display()
+    );
+}
+
+#[test]
+fn cpus_sets_the_cfs_quota() {
+    let mut seen = None;
+    let out = while_running("cpu-half", &["--cpus", "0.5"], |name, pid| {
+        let dir = cgroup_dir("cpu", name);
+        assert!(
+            wait_for_path(&dir, Duration::from_secs(5)),
+            "{} missing",
+            dir.display()
+        );
+        if is_v1("cpu") {
+            assert_eq!(read_trim(&dir.join("cpu.cfs_quota_us")), "50000");
+            assert_eq!(read_trim(&dir.join("cpu.cfs_period_us")), "100000");
+        } else {
+            assert_eq!(read_trim(&dir.join("cpu.max")), "50000 100000");
+        }
+        assert_member(&dir, pid);
+        seen = Some(dir);
+    });
+    let dir = seen.unwrap();
+    assert!(
+        !dir.parent().unwrap().exists(),
+        "{} still exists\n{out}",
+        dir.parent().unwrap().display()
+    );
+}
+
+#[test]
+fn pids_sets_pids_max() {
+    let mut seen = None;
+    let out = while_running("pids-max", &["--pids", "20"], |name, pid| {
+        let dir = cgroup_dir("pids", name);
+        assert!(
+            wait_for_path(&dir, Duration::from_secs(5)),
+            "{} missing",
+            dir.display()
+        );
+        assert_eq!(read_trim(&dir.join("pids.max")), "20");
+        assert_member(&dir, pid);
+        seen = Some(dir);
+    });
+    let dir = seen.unwrap();
+    assert!(
+        !dir.parent().unwrap().exists(),
+        "{} still exists\n{out}",
+        dir.parent().unwrap().display()
+    );
+}
+
+#[test]
+fn state_directory_exists_only_while_running() {
+    let mut seen = None;
+    while_running("state-dir", &[], |name, _| {
+        let dir = Path::new("/run/hydra").join(name);
+        assert!(
+            dir.is_dir(),
+            "{} does not exist while running",
+            dir.display()
+        );
+        seen = Some(dir);
+    });
+    let dir = seen.unwrap();
+    assert!(!dir.exists(), "{} still exists after exit", dir.display());
+}
+
+#[test]
+fn out_of_memory_exits_137_and_says_so() {
+    require_root();
+    let h = Hydra::run("oom").args(["--memory", "32M"]);
+    let name = h.name().to_string();
+    let out = h.cmd(["hydra-probe", "alloc", "100"]).output();
+    out.assert_code(137);
+    assert!(
+        !out.stdout.contains("alloc: ok"),
+        "100 MiB fit in a 32 MiB limit\n{out}"
+    );
+    let want = format!("hydra: {name}: killed: out of memory (limit 32 MiB)");
+    assert!(
+        out.stderr_lines().contains(&want.as_str()),
+        "stderr lacks the line {want:?}\n{out}"
+    );
+}
+
+#[test]
+fn out_of_memory_without_init_exits_137_and_says_so() {
+    require_root();
+    let h = Hydra::run("oom-noinit").args(["--memory", "32M", "--no-init"]);
+    let name = h.name().to_string();
+    let out = h.cmd(["hydra-probe", "alloc", "100"]).output();
+    out.assert_code(137);
+    let want = format!("hydra: {name}: killed: out of memory (limit 32 MiB)");
+    assert!(
+        out.stderr_lines().contains(&want.as_str()),
+        "stderr lacks the line {want:?}\n{out}"
+    );
+}
+
+#[test]
+fn memory_below_the_limit_is_fine() {
+    require_root();
+    let out = Hydra::run("mem-fits")
+        .args(["--memory", "64M"])
+        .cmd(["hydra-probe", "alloc", "16"])
+        .output();
+    out.assert_ok();
+    assert_eq!(out.out(), "alloc: ok", "{out}");
+    assert!(!out.stderr.contains("out of memory"), "{out}");
+}
+
+#[test]
+fn a_fork_bomb_hits_the_pids_limit_and_ends() {
+    require_root();
+    // The bomb runs in the background; the shell exits when `sleep 3` ends, then the init exits
+    // and the kernel kills everything left in the pid namespace.
+    let out = Hydra::run("forkbomb")
+        .args(["--pids", "20"])
+        .sh("sleep 3 & s=$!; (b(){ b & b & wait; }; b) 2>/dev/null & wait $s; exit 0")
+        .output();
+    out.assert_ok();
+    out.assert_stderr_contains("pids limit (20) reached");
+}
+
+#[test]
+fn max_file_size_limits_writes() {
+    require_root();
+    let out = Hydra::run("fsize")
+        .args(["--max-file-size", "1M"])
+        .sh("hydra-probe fsize /tmp/small 524288; hydra-probe fsize /tmp/f 2097152; true")
+        .output();
+    out.assert_ok();
+    assert_eq!(out.lines(), ["fsize: ok", "fsize: EFBIG"], "{out}");
+}
+
+#[test]
+fn max_files_limits_open_descriptors() {
+    require_root();
+    let out = Hydra::run("nofile")
+        .args(["--max-files", "16"])
+        .sh("ulimit -n; ulimit -Hn; hydra-probe open-max")
+        .output();
+    out.assert_ok();
+    let lines = out.lines();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "16", "soft RLIMIT_NOFILE\n{out}");
+    assert_eq!(
+        lines[1], "16",
+        "hard RLIMIT_NOFILE (else the process can raise it again)\n{out}"
+    );
+    let f: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(f.len(), 3, "{out}");
+    assert_eq!((f[0], f[2]), ("open-max:", "EMFILE"), "{out}");
+    let n: u32 = f[1].parse().unwrap();
+    assert!(
+        n > 0 && n < 16,
+        "opened {n} files with --max-files 16\n{out}"
+    );
+}

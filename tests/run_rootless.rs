@@ -1,0 +1,401 @@
+//! `hydra run` rootless: a throw-away user (created by the test, removed by a guard even when
+//! the test fails) runs its own copy of hydra on its own copy of the rootfs.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// useradd/userdel lock /etc/passwd: one at a time within this test binary.
+static USERADD: Mutex<()> = Mutex::new(());
+static N: AtomicUsize = AtomicUsize::new(0);
+
+/// Run a host command, retrying while something else holds the /etc/passwd lock.
+fn try_retry(prog: &str, args: &[&str]) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..20 {
+        match std::process::Command::new(prog).args(args).output() {
+            Ok(o) if o.status.success() => return Ok(()),
+            Ok(o) => last = format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr)),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Err(format!("{prog} {args:?} failed: {last}"))
+}
+
+fn retry(prog: &str, args: &[&str]) {
+    if let Err(e) = try_retry(prog, args) {
+        panic!("{e}");
+    }
+}
+
+/// A throw-away user with its own rootfs copy, hydra copy and volume directory.
+struct RootlessUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    dir: PathBuf,
+}
+
+impl RootlessUser {
+    fn new() -> RootlessUser {
+        require_root();
+        let name = format!(
+            "hydra-rl-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = PathBuf::from(format!("/tmp/{name}"));
+        {
+            let _g = USERADD.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = std::process::Command::new("userdel").arg(&name).output();
+            let home = format!("{}/home", dir.display());
+            retry("useradd", &["-M", "-s", "/bin/sh", "-d", &home, &name]);
+        }
+        // From here on the guard removes the user, its state and files, even on a panic.
+        let mut u = RootlessUser {
+            name: name.clone(),
+            uid: u32::MAX,
+            gid: u32::MAX,
+            dir,
+        };
+        u.uid = host_cmd("id", &["-u", &name]).trim().parse().expect("uid");
+        u.gid = host_cmd("id", &["-g", &name]).trim().parse().expect("gid");
+        assert_ne!(u.uid, 0);
+        let _ = fs::remove_dir_all(&u.dir);
+        fs::create_dir_all(&u.dir).unwrap();
+        host_cmd(
+            "cp",
+            &[
+                "-a",
+                &rootfs().display().to_string(),
+                &u.rootfs().display().to_string(),
+            ],
+        );
+        fs::create_dir_all(u.dir.join("home")).unwrap();
+        fs::create_dir_all(u.volume()).unwrap();
+        fs::create_dir_all(u.xdg_runtime_dir()).unwrap();
+        host_cmd(
+            "chmod",
+            &["0700", &u.xdg_runtime_dir().display().to_string()],
+        );
+        let owner = format!("{}:{}", u.uid, u.gid);
+        for p in [
+            u.rootfs(),
+            u.dir.join("home"),
+            u.volume(),
+            u.xdg_runtime_dir(),
+        ] {
+            host_cmd("chown", &["-R", &owner, &p.display().to_string()]);
+        }
+        // The checkout may not be traversable by other users: give the user its own binary.
+        fs::copy(hydra_bin(), u.hydra()).unwrap();
+        host_cmd("chmod", &["0755", &u.hydra().display().to_string()]);
+        u
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    fn hydra(&self) -> PathBuf {
+        self.dir.join("hydra")
+    }
+
+    fn volume(&self) -> PathBuf {
+        self.dir.join("vol")
+    }
+
+    /// A private XDG_RUNTIME_DIR for tests that set one (0700, owned by the user).
+    fn xdg_runtime_dir(&self) -> PathBuf {
+        self.dir.join("xdg")
+    }
+
+    /// hydra's state root for this user (no XDG_RUNTIME_DIR in its environment).
+    fn state_root(&self) -> PathBuf {
+        PathBuf::from(format!("/tmp/hydra-{}", self.uid))
+    }
+
+    fn as_user(&self, h: Hydra) -> Hydra {
+        let home = self.dir.join("home").display().to_string();
+        h.program(self.hydra())
+            .user(self.uid, self.gid)
+            .clean_env(&[
+                ("HOME", &home),
+                ("USER", &self.name),
+                ("LOGNAME", &self.name),
+                (
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                ),
+            ])
+            .state_root(self.state_root())
+    }
+
+    /// `hydra run --rootfs <own copy> --name ...` as this user.
+    fn run(&self, label: &str) -> Hydra {
+        self.as_user(Hydra::run_in(label, &self.rootfs()))
+    }
+}
+
+impl Drop for RootlessUser {
+    fn drop(&mut self) {
+        if self.uid != 0 && self.uid != u32::MAX {
+            let _ = fs::remove_dir_all(self.state_root());
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+        let _g = USERADD.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = try_retry("userdel", &[&self.name]) {
+            if !std::thread::panicking() {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_user_is_root_inside_with_a_single_id_map() {
+    let u = RootlessUser::new();
+    let out = u
+        .run("rl-id")
+        .sh("id -u; id -g; cat /proc/self/uid_map")
+        .output();
+    out.assert_ok();
+    let lines = out.lines();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[..2], ["0", "0"], "{out}");
+    let map: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(
+        map,
+        ["0", &u.uid.to_string(), "1"],
+        "uid_map is not a single-id map\n{out}"
+    );
+}
+
+#[test]
+fn rootless_pid_1_only_lo_and_no_new_privs() {
+    let u = RootlessUser::new();
+    let out = u
+        .run("rl-iso")
+        .arg("--no-init")
+        .sh("echo $$; ip -o link; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status")
+        .output();
+    out.assert_ok();
+    let lines = out.lines();
+    assert_eq!(lines.first(), Some(&"1"), "the command is not pid 1\n{out}");
+    let links: Vec<&&str> = lines.iter().filter(|l| l.contains(": <")).collect();
+    assert_eq!(links.len(), 1, "more than one interface\n{out}");
+    assert!(links[0].contains(": lo:"), "{out}");
+    assert!(links[0].contains("<LOOPBACK,UP"), "lo is not up\n{out}");
+    let f = status_fields(&out.stdout);
+    assert_eq!(f.get("NoNewPrivs").map(String::as_str), Some("1"), "{out}");
+    assert_eq!(f.get("Seccomp").map(String::as_str), Some("2"), "{out}");
+}
+
+#[test]
+fn rootless_default_init_makes_the_command_pid_2() {
+    let u = RootlessUser::new();
+    let out = u.run("rl-init").sh("echo $$ $PPID").output();
+    out.assert_ok();
+    assert_eq!(out.out(), "2 1", "{out}");
+}
+
+fn host_interfaces() -> Vec<String> {
+    fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect()
+}
+
+#[test]
+fn rootless_net_none_works() {
+    let u = RootlessUser::new();
+    let before = host_interfaces();
+    let out = u
+        .run("rl-netnone")
+        .args(["--net", "none"])
+        .sh("ip -o link")
+        .output();
+    out.assert_ok();
+    // Interfaces other tests create and remove meanwhile are not the point.
+    let after = host_interfaces();
+    let stable: Vec<&String> = before.iter().filter(|i| after.contains(i)).collect();
+    assert!(
+        !stable.is_empty(),
+        "the host has only lo; cannot tell --net none from complete"
+    );
+    for i in stable {
+        assert!(
+            out.stdout.contains(&format!(": {i}")),
+            "host {i} not visible\n{out}"
+        );
+    }
+}
+
+#[test]
+fn rootless_exit_codes() {
+    let u = RootlessUser::new();
+    u.run("rl-exit42").sh("exit 42").output().assert_code(42);
+    u.run("rl-kill9").sh("kill -9 $$").output().assert_code(137);
+    u.run("rl-127")
+        .cmd(["/no/such/command"])
+        .output()
+        .assert_code(127);
+    u.run("rl-126")
+        .cmd(["/etc/passwd"])
+        .output()
+        .assert_code(126);
+}
+
+#[test]
+fn rootless_writes_stay_in_the_private_layer() {
+    let u = RootlessUser::new();
+    let before = tree_snapshot(&u.rootfs());
+    let out = u
+        .run("rl-write")
+        .sh("echo x > /etc/newfile && rm /bin/ls && cat /etc/newfile && test ! -e /bin/ls && echo gone")
+        .output();
+    out.assert_ok();
+    assert_eq!(out.lines(), ["x", "gone"], "{out}");
+    assert_eq!(
+        tree_snapshot(&u.rootfs()),
+        before,
+        "the rootfs copy changed on disk"
+    );
+}
+
+#[test]
+fn rootless_volume_files_belong_to_the_user_on_the_host() {
+    let u = RootlessUser::new();
+    let out = u
+        .run("rl-vol")
+        .arg("--volume")
+        .arg(format!("{}:/data", u.volume().display()))
+        .sh("touch /data/made-inside && ls -ln /data/made-inside")
+        .output();
+    out.assert_ok();
+    let md = fs::metadata(u.volume().join("made-inside"))
+        .unwrap_or_else(|e| panic!("the file did not land on the host: {e}\n{out}"));
+    assert_eq!(md.uid(), u.uid, "owner on the host\n{out}");
+    assert_eq!(md.gid(), u.gid, "group on the host\n{out}");
+    // Inside, the same file belongs to root (the user mapped to 0).
+    let f: Vec<&str> = out.out().split_whitespace().collect();
+    assert_eq!(f.get(2..4), Some(&["0", "0"][..]), "owner inside\n{out}");
+}
+
+#[test]
+fn rootless_memory_limit_warns_not_enforced_and_runs() {
+    let u = RootlessUser::new();
+    let out = u
+        .run("rl-mem")
+        .args(["--memory", "32M"])
+        .cmd(["echo", "still runs"])
+        .output();
+    out.assert_ok();
+    assert_eq!(out.out(), "still runs", "{out}");
+    out.assert_stderr_contains("not enforced");
+}
+
+#[test]
+fn rootless_cpu_and_pids_limits_warn_not_enforced_and_run() {
+    let u = RootlessUser::new();
+    for (label, flag, value) in [("rl-cpus", "--cpus", "0.5"), ("rl-pids", "--pids", "20")] {
+        let out = u
+            .run(label)
+            .args([flag, value])
+            .cmd(["echo", "still runs"])
+            .output();
+        out.assert_ok();
+        assert_eq!(out.out(), "still runs", "{out}");
+        out.assert_stderr_contains("not enforced");
+    }
+}
+
+#[test]
+fn rootless_max_file_size_is_enforced() {
+    let u = RootlessUser::new();
+    let out = u
+        .run("rl-fsize")
+        .args(["--max-file-size", "1M"])
+        .sh("hydra-probe fsize /tmp/small 524288; hydra-probe fsize /tmp/f 2097152; true")
+        .output();
+    out.assert_ok();
+    assert_eq!(out.lines(), ["fsize: ok", "fsize: EFBIG"], "{out}");
+}
+
+#[test]
+fn rootless_state_lives_in_tmp_hydra_uid() {
+    let u = RootlessUser::new();
+    let mut r = u
+        .run("rl-state")
+        .stdin_pipe()
+        .sh("echo ready; read x")
+        .spawn();
+    r.wait_for_stdout("ready");
+    let state = u.state_root().join(r.name());
+    let exists = state.is_dir();
+    let owner = fs::metadata(&state).map(|m| m.uid()).ok();
+    r.write_stdin("\n");
+    let out = r.wait();
+    out.assert_ok();
+    assert!(
+        exists,
+        "{} did not exist while running\n{out}",
+        state.display()
+    );
+    assert_eq!(owner, Some(u.uid), "state dir not owned by the user\n{out}");
+    assert!(!state.exists(), "{} left behind", state.display());
+    assert!(
+        !Path::new("/run/hydra")
+            .join(out.name.as_deref().unwrap())
+            .exists(),
+        "rootless state written to /run/hydra"
+    );
+}
+
+#[test]
+fn rootless_state_follows_xdg_runtime_dir() {
+    let u = RootlessUser::new();
+    let xdg = u.xdg_runtime_dir().display().to_string();
+    let mut r = u
+        .run("rl-xdg")
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .state_root(u.xdg_runtime_dir().join("hydra"))
+        .stdin_pipe()
+        .sh("echo ready; read x")
+        .spawn();
+    r.wait_for_stdout("ready");
+    let state = u.xdg_runtime_dir().join("hydra").join(r.name());
+    let exists = state.is_dir();
+    let in_tmp = u.state_root().join(r.name()).exists();
+    r.write_stdin("\n");
+    let out = r.wait();
+    out.assert_ok();
+    assert!(
+        exists,
+        "{} did not exist while running\n{out}",
+        state.display()
+    );
+    assert!(
+        !in_tmp,
+        "state went to /tmp/hydra-<uid> despite XDG_RUNTIME_DIR\n{out}"
+    );
+    assert!(!state.exists(), "{} left behind", state.display());
+}
+
+#[test]
+fn rootless_info_says_rootless() {
+    let u = RootlessUser::new();
+    let out = u.as_user(Hydra::bare()).args(["info", "--json"]).output();
+    out.assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("hydra info --json is not JSON: {e}\n{out}"));
+    assert_eq!(v["rootless"], serde_json::Value::Bool(true), "{out}");
+}
