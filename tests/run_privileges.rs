@@ -311,3 +311,54 @@ fn a_workdir_through_a_leaked_fd_does_not_escape() {
         assert!(!out.stdout.contains("hydra-test-leak-cwd"), "{out}");
     }
 }
+
+const DENIED_CALLS: [&str; 4] = ["keyctl", "setns", "perf_event_open", "io_uring_setup"];
+
+fn probe_calls(label: &str, level: &str) -> Output {
+    let script = DENIED_CALLS
+        .iter()
+        .map(|c| format!("hydra-probe syscall {c}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    run_level(label, level, &script)
+}
+
+#[test]
+fn the_filter_denies_keyrings_setns_perf_and_io_uring() {
+    for level in ["standard", "strict"] {
+        let out = probe_calls(&format!("calls-{level}"), level);
+        for call in DENIED_CALLS {
+            out.assert_stdout_contains(&format!("syscall {call}: EPERM"));
+        }
+    }
+}
+
+#[test]
+fn without_the_filter_those_calls_are_not_eperm() {
+    // The control for the test above: the same calls at `minimal` (same capabilities, no
+    // seccomp) fail differently or succeed, so the EPERM above is the filter's.
+    let out = probe_calls("calls-minimal", "minimal");
+    for call in DENIED_CALLS {
+        assert!(
+            !out.out().contains(&format!("syscall {call}: EPERM")),
+            "{call} is denied without a filter\n{out}"
+        );
+    }
+}
+
+#[test]
+fn landlock_at_strict_blocks_writes_outside_the_writable_paths() {
+    // /proc/self/oom_score_adj is writable by the process itself (raising it needs no
+    // privilege) and is not a writable path, so only Landlock can refuse it.
+    let script = "echo 500 > /proc/self/oom_score_adj && echo written; \
+                  echo ok > /tmp/allowed && cat /tmp/allowed";
+    let strict = run_level("landlock-strict", "strict", script);
+    strict.assert_stdout_contains("ok");
+    assert!(
+        !strict.out().contains("written"),
+        "strict allowed the write\n{strict}"
+    );
+    strict.assert_stderr_contains("Permission denied");
+    let standard = run_level("landlock-standard", "standard", script);
+    standard.assert_stdout_contains("written");
+}

@@ -6,6 +6,10 @@
  *
  *   hydra-probe ptrace PID | unshare user|net|mount|pid|ipc|uts|cgroup | clone3 | mount
  *               open-max | fsize PATH BYTES | alloc MB | fds | caps
+ *               syscall keyctl|setns|perf_event_open|io_uring_setup
+ *
+ * `syscall NAME` makes a call that, unfiltered, fails with a harmless errno (EBADF, EFAULT) or
+ * succeeds; a seccomp denial shows as EPERM. It is a measurement: it always exits 0.
  *
  * Built by rootfs/build.sh with gcc -static into rootfs/busybox/usr/local/bin/hydra-probe.
  */
@@ -177,6 +181,28 @@ static int do_caps(void)
 	return 0;
 }
 
+#ifndef SYS_io_uring_setup
+#define SYS_io_uring_setup 425
+#endif
+
+/* Calls that reveal a seccomp denial: unfiltered they succeed or fail with anything but EPERM. */
+static int do_syscall(const char *name)
+{
+	long r;
+	if (strcmp(name, "keyctl") == 0)
+		r = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 0);
+	else if (strcmp(name, "setns") == 0)
+		r = syscall(SYS_setns, -1, 0);
+	else if (strcmp(name, "perf_event_open") == 0)
+		r = syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0);
+	else if (strcmp(name, "io_uring_setup") == 0)
+		r = syscall(SYS_io_uring_setup, 1, NULL);
+	else
+		return 2;
+	printf("syscall %s: %s\n", name, r >= 0 ? "ok" : errname(errno));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *op = argc > 1 ? argv[1] : "";
@@ -202,7 +228,9 @@ int main(int argc, char **argv)
 		return do_fds();
 	if (strcmp(op, "caps") == 0 && argc == 2)
 		return do_caps();
+	if (strcmp(op, "syscall") == 0 && argc == 3 && do_syscall(argv[2]) == 0)
+		return 0;
 	fprintf(stderr, "usage: hydra-probe ptrace PID | unshare NS | clone3 | mount | open-max |"
-			" fsize PATH BYTES | alloc MB | fds | caps\n");
+			" fsize PATH BYTES | alloc MB | fds | caps | syscall NAME\n");
 	return 2;
 }
