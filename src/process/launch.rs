@@ -4,8 +4,6 @@
 
 use std::ffi::CString;
 
-use seccompiler::BpfProgram;
-
 use crate::fs::MountPlan;
 use crate::process::rlimits::Rlimit;
 use crate::security::capabilities::CapPlan;
@@ -65,7 +63,7 @@ pub struct LaunchPlan {
     pub set_groups: bool,
     pub caps: CapPlan,
     pub landlock: Option<LandlockPlan>,
-    pub seccomp: Vec<BpfProgram>,
+    pub seccomp: Vec<crate::security::seccomp::Program>,
     /// Run hydra's pid-1 init in front of the command.
     pub init: bool,
     /// stdio is a pty: the command takes it as its controlling terminal.
