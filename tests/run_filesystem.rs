@@ -496,3 +496,29 @@ fn a_symlinked_volume_target_is_resolved_inside_the_root() {
         .flatten()
         .all(|e| e.file_name() != "volume-marker"));
 }
+
+#[test]
+fn device_nodes_made_inside_never_open() {
+    // The process keeps CAP_MKNOD at `standard` (Docker's set). Without a device policy a node
+    // for the host's disk would give it the raw disk; every writable place is nodev instead.
+    require_root();
+    let vol = TempDir::new("mknod-vol");
+    let script = "for d in / /tmp /dev /data; do \
+                    mknod $d/n c 1 3 && echo made-$d; \
+                    echo x > $d/n && echo opened-$d; \
+                  done; echo x > /dev/null && echo devnull-ok";
+    let out = Hydra::run("mknod")
+        .arg("--volume")
+        .arg(format!("{}:/data", vol.join("").display()))
+        .sh(script)
+        .output();
+    out.assert_ok();
+    out.assert_stdout_contains("devnull-ok");
+    for d in ["/", "/tmp", "/data"] {
+        out.assert_stdout_contains(&format!("made-{d}"));
+    }
+    assert!(
+        !out.out().contains("opened-"),
+        "a device node opened\n{out}"
+    );
+}

@@ -41,12 +41,13 @@ fn open_target(root: RawFd, target: &Target) -> Result<Option<RawFd>, Errno> {
     sys::openat2(root, &target.rel, PATH_FLAGS, IN_ROOT).map(Some)
 }
 
-/// Clones the mount tree at `dirfd`/`path`, optionally read-only, and attaches it on `onto`.
+/// Clones the mount tree at `dirfd`/`path`, sets `attrs` (MOUNT_ATTR_*) on it, and attaches it
+/// on `onto`.
 fn bind_tree(
     dirfd: RawFd,
     path: &CStr,
     recursive: bool,
-    read_only: bool,
+    attrs: u64,
     onto: RawFd,
 ) -> Result<(), Errno> {
     let mut flags = CLONE_FLAGS;
@@ -58,8 +59,8 @@ fn bind_tree(
     }
     let tree = sys::open_tree(dirfd, path, flags)?;
     let result = (|| {
-        if read_only {
-            sys::set_tree_attr(tree, sys::MOUNT_ATTR_RDONLY)?;
+        if attrs != 0 {
+            sys::set_tree_attr(tree, attrs)?;
         }
         sys::move_mount_fd(tree, onto)
     })();
@@ -78,7 +79,7 @@ fn mount_fs(
     match sys::mount(fstype, target.as_cstr(), Some(fstype), flags, data) {
         Err(Errno::EPERM | Errno::EACCES) if rbind_fallback.is_some() => {
             let source = rbind_fallback.unwrap_or(c"/");
-            bind_tree(libc::AT_FDCWD, source, true, true, fd)
+            bind_tree(libc::AT_FDCWD, source, true, sys::MOUNT_ATTR_RDONLY, fd)
         }
         other => other,
     }
@@ -96,7 +97,7 @@ fn mask(fd: RawFd, devnull: RawFd) -> Result<(), Errno> {
             Some(c"mode=755"),
         )
     } else {
-        bind_tree(devnull, c"", false, false, fd)
+        bind_tree(devnull, c"", false, 0, fd)
     }
 }
 
@@ -126,10 +127,21 @@ fn run_op(root: RawFd, devnull: RawFd, op: &MountOp) -> Result<(), Errno> {
             rbind_fallback.as_deref(),
         ),
         MountOp::Bind {
-            source, read_only, ..
-        } => bind_tree(libc::AT_FDCWD, source, true, *read_only, fd),
+            source,
+            read_only,
+            device,
+            ..
+        } => {
+            // Volumes are nodev: a device node created in one must not open (device nodes
+            // are the only binds that keep their dev flag).
+            let mut attrs = if *device { 0 } else { sys::MOUNT_ATTR_NODEV };
+            if *read_only {
+                attrs |= sys::MOUNT_ATTR_RDONLY;
+            }
+            bind_tree(libc::AT_FDCWD, source, true, attrs, fd)
+        }
         MountOp::Mask { .. } => mask(fd, devnull),
-        MountOp::ReadOnly { .. } => bind_tree(fd, c"", true, true, fd),
+        MountOp::ReadOnly { .. } => bind_tree(fd, c"", true, sys::MOUNT_ATTR_RDONLY, fd),
         MountOp::Symlink { name, link, .. } => sys::symlink_at(link, fd, name),
     };
     sys::close(fd);
@@ -165,11 +177,12 @@ pub fn enter_root(plan: &MountPlan) -> Result<(), StepError> {
     for dir in [&plan.upper, &plan.work, &plan.root] {
         sys::mkdirat(libc::AT_FDCWD, dir, 0o755).map_err(step(Stage::LayerDirs))?;
     }
+    // nodev: a device node in the image, or one the process makes, never opens from the root.
     sys::mount(
         c"overlay",
         &plan.root,
         Some(c"overlay"),
-        0,
+        libc::MS_NODEV,
         Some(&plan.overlay_data),
     )
     .map_err(step(Stage::Overlay))?;

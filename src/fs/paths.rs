@@ -25,8 +25,10 @@ pub const READ_ONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
-/// Character devices bound from the host into the process's /dev. Binding (rather than mknod)
-/// works the same as root and inside a user namespace, as bubblewrap does.
+/// Character devices bound from the host into the process's /dev, as bubblewrap does. Binding
+/// rather than mknod keeps /dev itself `nodev`: a node the process creates there (it holds
+/// CAP_MKNOD at `standard`) cannot be opened, while each bound node is its own mount. The same
+/// works inside a user namespace, where mknod is refused.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Symlinks every /dev has.

@@ -70,6 +70,8 @@ pub enum MountOp {
         target: Target,
         source: CString,
         read_only: bool,
+        /// A device node: keeps the host mount's dev flag; everything else is bound nodev.
+        device: bool,
     },
     /// Hidden behind /dev/null (files) or an empty read-only tmpfs (directories).
     Mask { target: Target },
@@ -248,7 +250,7 @@ fn dev_ops(ops: &mut Vec<MountOp>, rootless: bool) -> Result<(), PlanError> {
     ops.push(fs(
         "/dev",
         "tmpfs",
-        NOSUID | NOEXEC,
+        NOSUID | NODEV | NOEXEC,
         Some("mode=755,size=65536k"),
     )?);
     for dev in DEVICES {
@@ -256,6 +258,7 @@ fn dev_ops(ops: &mut Vec<MountOp>, rootless: bool) -> Result<(), PlanError> {
             target: Target::new(&format!("/dev/{dev}"), Kind::File, true)?,
             source: cstring(&format!("/dev/{dev}"))?,
             read_only: false,
+            device: true,
         });
     }
     // gid=5 (tty) only exists inside when ids are mapped beyond the single rootless one.
@@ -311,6 +314,7 @@ fn volume_ops(ops: &mut Vec<MountOp>, volumes: &[Volume]) -> Result<(), PlanErro
             target: Target::new(&volume.target, kind, true)?,
             source: cstring(&volume.source.to_string_lossy())?,
             read_only: volume.read_only,
+            device: false,
         });
     }
     Ok(())

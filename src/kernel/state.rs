@@ -1,7 +1,8 @@
 //! The state directory of a container: `/run/hydra/<container>` as root,
 //! `$XDG_RUNTIME_DIR/hydra/<container>` (or `/tmp/hydra-<uid>/<container>`) rootless. It is the
 //! write-ahead record of what a run created: it exists before any kernel object does, names
-//! the kernel objects in `objects`, and goes last.
+//! its owner and the kernel objects in one file, `state`, and goes last. It is also where each
+//! process's private tmpfs is mounted, inside that process's own mount namespace only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,15 +45,16 @@ pub struct StateDir {
     path: PathBuf,
 }
 
-const OWNER: &str = "owner.pid";
-const OBJECTS: &str = "objects";
+/// The one file of a state directory: `owner <pid>`, then one line per kernel object.
+const STATE: &str = "state";
 
 /// Whether the hydra that owns a state directory is still running.
 pub fn owner_alive(dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join(OWNER)) else {
+    let Ok(text) = std::fs::read_to_string(dir.join(STATE)) else {
         return false;
     };
-    let Ok(pid) = text.trim().parse::<i32>() else {
+    let owner = text.lines().find_map(|l| l.strip_prefix("owner "));
+    let Some(Ok(pid)) = owner.map(|p| p.trim().parse::<i32>()) else {
         return false;
     };
     nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
@@ -76,7 +78,9 @@ impl StateDir {
             std::fs::create_dir(&path).map_err(io(&path))?;
         }
         let dir = StateDir { path };
-        dir.write(OWNER, &format!("{}\n", std::process::id()))?;
+        let state = dir.path.join(STATE);
+        let owner = format!("owner {}\n", std::process::id());
+        std::fs::write(&state, owner).map_err(io(&state))?;
         Ok(dir)
     }
 
@@ -84,25 +88,16 @@ impl StateDir {
         &self.path
     }
 
-    /// A subdirectory for one process's writable layer (a tmpfs is mounted on it inside the
-    /// process's own mount namespace, so the host only ever sees the empty directory).
-    pub fn layer_dir(&self, process: &str) -> Result<PathBuf, StateError> {
-        let path = self.path.join(format!("{process}.layer"));
-        match std::fs::create_dir(&path) {
-            Ok(()) => Ok(path),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(path),
-            Err(e) => Err(io(&path)(e)),
-        }
-    }
-
-    fn write(&self, file: &str, text: &str) -> Result<(), StateError> {
-        let path = self.path.join(file);
-        std::fs::write(&path, text).map_err(io(&path))
+    /// Where a process's private tmpfs (its writable layer) is mounted: the state directory
+    /// itself, inside the process's own mount namespace, so the host sees nothing of it and
+    /// every process of a container can use the same directory.
+    pub fn layer_mountpoint(&self) -> &Path {
+        &self.path
     }
 
     /// Records a kernel object (`cgroup /sys/fs/cgroup/...`) before it is created.
     pub fn record(&self, kind: &str, value: &Path) -> Result<(), StateError> {
-        let path = self.path.join(OBJECTS);
+        let path = self.path.join(STATE);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -116,10 +111,11 @@ impl StateDir {
 
     /// The objects recorded in a state directory.
     pub fn records(dir: &Path) -> Vec<(String, PathBuf)> {
-        std::fs::read_to_string(dir.join(OBJECTS))
+        std::fs::read_to_string(dir.join(STATE))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.split_once(' '))
+            .filter(|(kind, _)| *kind != "owner")
             .map(|(k, v)| (k.to_string(), PathBuf::from(v)))
             .collect()
     }

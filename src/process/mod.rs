@@ -155,7 +155,7 @@ fn prepare(spec: &ProcessSpec, state: &StateDir, terminal: bool) -> Result<Prepa
     }
     let mounts = fs::plan::build(
         &rootfs,
-        &state.layer_dir(&spec.name)?,
+        state.layer_mountpoint(),
         &PlanOptions {
             read_only_root: spec.read_only || level.read_only_root(),
             rootless,
