@@ -62,8 +62,9 @@ pub fn owner_alive(dir: &Path) -> bool {
 }
 
 impl StateDir {
-    /// Creates `<base>/<name>`; a directory left by a dead hydra is cleaned and taken over.
-    pub fn create(name: &str) -> Result<Self, StateError> {
+    /// Creates `<base>/<name>` with the kernel objects about to be made already recorded; a
+    /// directory left by a dead hydra is cleaned and taken over.
+    pub fn create(name: &str, records: &[(&str, &Path)]) -> Result<Self, StateError> {
         let base = base_dir();
         create_private_dir(&base)?;
         let path = base.join(name);
@@ -79,8 +80,11 @@ impl StateDir {
         }
         let dir = StateDir { path };
         let state = dir.path.join(STATE);
-        let owner = format!("owner {}\n", std::process::id());
-        std::fs::write(&state, owner).map_err(io(&state))?;
+        let mut text = format!("owner {}\n", std::process::id());
+        for (kind, value) in records {
+            text.push_str(&format!("{kind} {}\n", value.display()));
+        }
+        std::fs::write(&state, text).map_err(io(&state))?;
         Ok(dir)
     }
 

@@ -203,17 +203,12 @@ fn prepare(spec: &ProcessSpec, state: &StateDir, terminal: bool) -> Result<Prepa
 /// Creates the cgroup, or explains (rootless) why limits cannot be enforced.
 fn make_cgroup(
     spec: &ProcessSpec,
-    state: &StateDir,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Cgroup>, ProcessError> {
     let rootless = rootless();
     if rootless && !spec.limits.needs_cgroup() {
         return Ok(None);
     }
-    state.record(
-        "cgroup",
-        &cgroups::relative_path(&spec.container, &spec.name),
-    )?;
     let res = cgroups::limits::resources(&spec.limits);
     match Cgroup::create(cgroups::mode::detect(), &spec.container, &spec.name, &res) {
         Ok(cg) => Ok(Some(cg)),
@@ -262,9 +257,11 @@ fn release_child(child: &clone::Child, parent_end: &OwnedFd) -> Result<(), Proce
 /// Runs one virtual process to completion. Warnings go to `warn` as they arise.
 pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, ProcessError> {
     let terminal = pty::stdin_is_terminal();
-    let state = StateDir::create(&spec.container)?;
+    // The cgroup is recorded before it exists (write-ahead), so gc finds it after a crash.
+    let cgroup_rel = cgroups::relative_path(&spec.container, &spec.name);
+    let state = StateDir::create(&spec.container, &[("cgroup", &cgroup_rel)])?;
     let Prepared { plan, mut warnings } = prepare(spec, &state, terminal)?;
-    let mut cgroup = make_cgroup(spec, &state, &mut warnings)?;
+    let mut cgroup = make_cgroup(spec, &mut warnings)?;
     for w in &warnings {
         warn(w);
     }
