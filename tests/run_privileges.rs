@@ -362,3 +362,30 @@ fn landlock_at_strict_blocks_writes_outside_the_writable_paths() {
     let standard = run_level("landlock-standard", "standard", script);
     standard.assert_stdout_contains("written");
 }
+
+fn file_bytes(path: &std::path::Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+#[test]
+fn the_hydra_binary_cannot_be_overwritten_from_inside() {
+    // runc CVE-2019-5736: the container reopened the runtime through /proc/PID/exe and wrote to
+    // it. hydra's init is a fork of the hydra binary; every way to it must be closed.
+    let before = file_bytes(&hydra_bin());
+    let out = run_level(
+        "exe-overwrite",
+        "standard",
+        "echo pwned > /proc/1/exe; echo w1=$?; \
+         cat /proc/1/exe >/dev/null; echo r1=$?; \
+         for p in /proc/[0-9]*; do echo pwned > $p/exe 2>/dev/null && echo wrote-$p; done; true",
+    );
+    out.assert_stdout_contains("w1=")
+        .assert_stdout_contains("r1=");
+    assert!(!out.out().contains("w1=0"), "wrote to /proc/1/exe\n{out}");
+    assert!(!out.out().contains("r1=0"), "opened /proc/1/exe\n{out}");
+    assert!(
+        !out.out().contains("wrote-"),
+        "wrote through a /proc/PID/exe\n{out}"
+    );
+    assert_eq!(file_bytes(&hydra_bin()), before, "the hydra binary changed");
+}
