@@ -64,84 +64,75 @@ fn assert_member(dir: &Path, hydra_pid: i32) {
     );
 }
 
-#[test]
-fn memory_limit_is_set_on_the_process_cgroup() {
+/// Runs with `flags`; while the process runs, its `controller` cgroup directory must exist,
+/// hold its pid 1 and carry `want` in the file `v1_file` (v1) or `v2_file` (v2); after exit the
+/// process and container directories must be gone.
+fn assert_cgroup_limit(
+    label: &str,
+    flags: &[&str],
+    controller: &str,
+    files: (&str, &str),
+    want: &str,
+) {
     let mut seen = None;
-    let out = while_running("mem-64", &["--memory", "64M"], |name, pid| {
-        let dir = cgroup_dir("memory", name);
+    let out = while_running(label, flags, |name, pid| {
+        let dir = cgroup_dir(controller, name);
         assert!(
             wait_for_path(&dir, Duration::from_secs(5)),
             "{} missing",
             dir.display()
         );
-        let (file, want) = if is_v1("memory") {
-            ("memory.limit_in_bytes", "67108864")
-        } else {
-            ("memory.max", "67108864")
-        };
+        let file = if is_v1(controller) { files.0 } else { files.1 };
         assert_eq!(read_trim(&dir.join(file)), want, "{}/{file}", dir.display());
         assert_member(&dir, pid);
         seen = Some(dir);
     });
-    let dir = seen.unwrap();
-    assert!(
-        !dir.exists(),
-        "{} still exists after exit\n{out}",
-        dir.display()
-    );
-    assert!(
-        !dir.parent().unwrap().exists(),
-        "{} still exists",
-        dir.parent().unwrap().display()
-    );
+    let dir = seen.expect("the check ran");
+    for gone in [dir.as_path(), dir.parent().expect("container dir")] {
+        assert!(
+            !gone.exists(),
+            "{} still exists after exit\n{out}",
+            gone.display()
+        );
+    }
+}
+
+#[test]
+fn memory_limit_is_set_on_the_process_cgroup() {
+    let files = ("memory.limit_in_bytes", "memory.max");
+    assert_cgroup_limit("mem-64", &["--memory", "64M"], "memory", files, "67108864");
 }
 
 #[test]
 fn cpus_sets_the_cfs_quota() {
-    let mut seen = None;
-    let out = while_running("cpu-half", &["--cpus", "0.5"], |name, pid| {
-        let dir = cgroup_dir("cpu", name);
-        assert!(
-            wait_for_path(&dir, Duration::from_secs(5)),
-            "{} missing",
-            dir.display()
-        );
-        if is_v1("cpu") {
-            assert_eq!(read_trim(&dir.join("cpu.cfs_quota_us")), "50000");
-            assert_eq!(read_trim(&dir.join("cpu.cfs_period_us")), "100000");
-        } else {
-            assert_eq!(read_trim(&dir.join("cpu.max")), "50000 100000");
-        }
-        assert_member(&dir, pid);
-        seen = Some(dir);
-    });
-    let dir = seen.unwrap();
-    assert!(
-        !dir.parent().unwrap().exists(),
-        "{} still exists\n{out}",
-        dir.parent().unwrap().display()
-    );
+    let files = ("cpu.cfs_quota_us", "cpu.max");
+    let want = if is_v1("cpu") {
+        "50000"
+    } else {
+        "50000 100000"
+    };
+    assert_cgroup_limit("cpu-half", &["--cpus", "0.5"], "cpu", files, want);
+}
+
+#[test]
+fn cpus_uses_a_100ms_period() {
+    let files = ("cpu.cfs_period_us", "cpu.max");
+    let want = if is_v1("cpu") {
+        "100000"
+    } else {
+        "50000 100000"
+    };
+    assert_cgroup_limit("cpu-period", &["--cpus", "0.5"], "cpu", files, want);
 }
 
 #[test]
 fn pids_sets_pids_max() {
-    let mut seen = None;
-    let out = while_running("pids-max", &["--pids", "20"], |name, pid| {
-        let dir = cgroup_dir("pids", name);
-        assert!(
-            wait_for_path(&dir, Duration::from_secs(5)),
-            "{} missing",
-            dir.display()
-        );
-        assert_eq!(read_trim(&dir.join("pids.max")), "20");
-        assert_member(&dir, pid);
-        seen = Some(dir);
-    });
-    let dir = seen.unwrap();
-    assert!(
-        !dir.parent().unwrap().exists(),
-        "{} still exists\n{out}",
-        dir.parent().unwrap().display()
+    assert_cgroup_limit(
+        "pids-max",
+        &["--pids", "20"],
+        "pids",
+        ("pids.max", "pids.max"),
+        "20",
     );
 }
 
