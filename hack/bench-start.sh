@@ -53,7 +53,7 @@ add() {
 # hydra (release build). It is being written alongside: a binary that builds but does not yet
 # run containers must not produce a number, so it first has to pass on an exit code it can only
 # return by really running the command.
-hydra=$repo/target/release/hydra
+hydra=$repo/target/x86_64-unknown-linux-gnu/release/hydra
 locked=() && [[ -f Cargo.lock ]] && locked=(--locked)
 if cargo build --release "${locked[@]}" >"$cache/cargo-release.log" 2>&1; then
   rc=0

@@ -78,13 +78,14 @@ case ${1:-} in
     [[ $# -eq 1 ]] || usage
     repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     # A leftover `hydra gc` knows about (netns, veths, nft table) is best removed by hydra itself.
-    for bin in "$repo/target/debug/hydra" "$repo/target/release/hydra"; do
+    for bin in "$repo"/target/*/debug/hydra "$repo"/target/*/release/hydra; do
       if [[ -x $bin ]] && "$bin" gc >/dev/null 2>&1; then break; fi
     done
-    # Containers whose hydra is still running (owner.pid alive and named hydra) are left alone.
+    # Containers whose hydra is still running (the `owner PID` of their state file is alive and
+    # named hydra) are left alone.
     live=()
     for dir in /run/hydra/*/; do
-      pid=$(cat "$dir/owner.pid" 2>/dev/null) || continue
+      pid=$(sed -n 's/^owner //p' "$dir/state" 2>/dev/null) || continue
       [[ $(cat "/proc/$pid/comm" 2>/dev/null) == hydra ]] && live+=("$(basename "$dir")")
     done
     is_live() { local n; for n in "${live[@]}"; do [[ $1 == "$n" ]] && return 0; done; return 1; }

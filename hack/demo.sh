@@ -3,7 +3,8 @@
 # and checks that it really happened: the script exits 0 only if every step did what it says.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-hydra=${HYDRA:-target/debug/hydra}
+# .cargo/config.toml builds for an explicit target (static linking), hence the triple.
+hydra=${HYDRA:-target/x86_64-unknown-linux-gnu/debug/hydra}
 rootfs=${HYDRA_ROOTFS:-rootfs/busybox}
 
 step() { printf '\n== %s\n' "$*"; }

@@ -125,6 +125,29 @@ fn mount_fails_at_strict() {
     assert_mount_fails("mount-strict", "strict");
 }
 
+/// `hydra-probe unshare NS` for each namespace must fail; so must busybox `unshare -U true`.
+fn assert_unshare_denied(label: &str, level: &str) {
+    let out = run_level(
+        label,
+        level,
+        "unshare -U true; echo rc=$?; for n in user net mount pid ipc uts cgroup; do \
+         echo $n $(hydra-probe unshare $n); done",
+    );
+    assert!(
+        !out.stdout.contains("rc=0"),
+        "unshare -U true succeeded at {level}\n{out}"
+    );
+    let lines: Vec<&str> = out
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("unshare:"))
+        .collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    for l in lines {
+        assert!(!l.ends_with("unshare: ok"), "{l} at {level}\n{out}");
+    }
+}
+
 #[test]
 fn unshare_is_denied_at_standard() {
     assert_unshare_denied("unshare-std", "standard");
