@@ -205,10 +205,11 @@ fn make_cgroup(
     spec: &ProcessSpec,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Cgroup>, ProcessError> {
-    let rootless = rootless();
-    if rootless && !spec.limits.needs_cgroup() {
+    // A process without cgroup limits stays in hydra's own cgroup (as with bwrap or nsjail).
+    if !spec.limits.needs_cgroup() {
         return Ok(None);
     }
+    let rootless = rootless();
     let res = cgroups::limits::resources(&spec.limits);
     match Cgroup::create(cgroups::mode::detect(), &spec.container, &spec.name, &res) {
         Ok(cg) => Ok(Some(cg)),
