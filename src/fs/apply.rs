@@ -28,17 +28,34 @@ fn open_target(root: RawFd, target: &Target) -> Result<Option<RawFd>, Errno> {
         Err(e) => return Err(e),
     }
     let last = target.steps.len().saturating_sub(1);
-    for (i, (parent, name)) in target.steps.iter().enumerate() {
-        let dir = sys::openat2(root, parent, PATH_FLAGS | libc::O_DIRECTORY as u64, IN_ROOT)?;
-        let made = if i == last && target.kind == Kind::File {
-            sys::touch_at(dir, name)
-        } else {
-            sys::mkdirat(dir, name, 0o755)
-        };
-        sys::close(dir);
-        made?;
+    // Usually only the last component is missing (/dev/null in the fresh /dev): create it in
+    // its parent, and walk from the top only when the parent is missing too.
+    let first = match create_step(root, target, last) {
+        Err(Errno::ENOENT) => 0,
+        other => {
+            other?;
+            last + 1
+        }
+    };
+    for i in first..target.steps.len() {
+        create_step(root, target, i)?;
     }
     sys::openat2(root, &target.rel, PATH_FLAGS, IN_ROOT).map(Some)
+}
+
+/// Creates component `i` of `target` in its parent (a file for the last one of a file target).
+fn create_step(root: RawFd, target: &Target, i: usize) -> Result<(), Errno> {
+    let Some((parent, name)) = target.steps.get(i) else {
+        return Ok(());
+    };
+    let dir = sys::openat2(root, parent, PATH_FLAGS | libc::O_DIRECTORY as u64, IN_ROOT)?;
+    let made = if i + 1 == target.steps.len() && target.kind == Kind::File {
+        sys::touch_at(dir, name)
+    } else {
+        sys::mkdirat(dir, name, 0o755)
+    };
+    sys::close(dir);
+    made
 }
 
 /// Clones the mount tree at `dirfd`/`path`, sets `attrs` (MOUNT_ATTR_*) on it, and attaches it
