@@ -10,7 +10,6 @@ pub mod v2;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::Pid;
 use thiserror::Error;
 
 pub use mode::CgroupMode;
@@ -112,14 +111,6 @@ impl Cgroup {
         }
     }
 
-    /// Moves `pid` in from outside (used where the child cannot join itself).
-    pub fn attach(&self, pid: Pid) -> Result<(), CgroupError> {
-        match self {
-            Cgroup::V1(cg) => cg.attach(pid),
-            Cgroup::V2(cg) => cg.attach(pid),
-        }
-    }
-
     pub fn events(&self) -> Events {
         match self {
             Cgroup::V1(cg) => cg.events(),
@@ -132,13 +123,6 @@ impl Cgroup {
         match self {
             Cgroup::V1(cg) => cg.destroy(),
             Cgroup::V2(cg) => cg.destroy(),
-        }
-    }
-
-    pub fn paths(&self) -> Vec<PathBuf> {
-        match self {
-            Cgroup::V1(cg) => cg.paths(),
-            Cgroup::V2(cg) => cg.paths(),
         }
     }
 }

@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::unistd::Pid;
-
 use super::files::{self, keyed};
 use super::limits::Values;
 use super::{CgroupError, Events};
@@ -153,19 +151,6 @@ impl V1Cgroup {
         Ok(fds)
     }
 
-    /// Moves `pid` into every hierarchy.
-    pub fn attach(&self, pid: Pid) -> Result<(), CgroupError> {
-        let mut done: Vec<&Path> = Vec::new();
-        for (_, dir) in &self.dirs {
-            if done.contains(&dir.as_path()) {
-                continue;
-            }
-            files::write(dir, "cgroup.procs", &pid.to_string())?;
-            done.push(dir);
-        }
-        Ok(())
-    }
-
     pub fn events(&self) -> Events {
         Events {
             oom_kills: self
@@ -182,10 +167,5 @@ impl V1Cgroup {
     pub fn destroy(&mut self) -> Result<(), CgroupError> {
         let created = std::mem::take(&mut self.created);
         files::remove_created(&created)
-    }
-
-    /// Every directory this cgroup consists of (for state records).
-    pub fn paths(&self) -> Vec<PathBuf> {
-        self.created.clone()
     }
 }

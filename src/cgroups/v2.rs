@@ -4,8 +4,6 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::Pid;
-
 use super::files::{self, keyed};
 use super::limits::Values;
 use super::{CgroupError, Events};
@@ -92,10 +90,6 @@ impl V2Cgroup {
         Ok(file.into())
     }
 
-    pub fn attach(&self, pid: Pid) -> Result<(), CgroupError> {
-        files::write(&self.dir, "cgroup.procs", &pid.to_string())
-    }
-
     pub fn events(&self) -> Events {
         Events {
             oom_kills: keyed(&self.dir, "memory.events", "oom_kill"),
@@ -111,9 +105,5 @@ impl V2Cgroup {
         }
         let created = std::mem::take(&mut self.created);
         files::remove_created(&created)
-    }
-
-    pub fn paths(&self) -> Vec<PathBuf> {
-        self.created.clone()
     }
 }

@@ -4,7 +4,6 @@
 //! its owner and the kernel objects in one file, `state`, and goes last. It is also where each
 //! process's private tmpfs is mounted, inside that process's own mount namespace only.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Pid, Uid};
@@ -48,10 +47,20 @@ pub struct StateDir {
 /// The one file of a state directory: `owner <pid>`, then one line per kernel object.
 const STATE: &str = "state";
 
-/// Whether the hydra that owns a state directory is still running.
+/// How long a state directory may lack its `state` file before it counts as abandoned: the
+/// file is written right after the directory is made, so only a hydra killed in between (or a
+/// foreign directory) leaves one without it.
+const UNRECORDED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a state directory still belongs to a running hydra. One just made by another hydra,
+/// whose `state` file is not written yet, counts as alive.
 pub fn owner_alive(dir: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(dir.join(STATE)) else {
-        return false;
+        let age = std::fs::metadata(dir)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        return age.is_some_and(|a| a < UNRECORDED_GRACE);
     };
     let owner = text.lines().find_map(|l| l.strip_prefix("owner "));
     let Some(Ok(pid)) = owner.map(|p| p.trim().parse::<i32>()) else {
@@ -99,20 +108,6 @@ impl StateDir {
         &self.path
     }
 
-    /// Records a kernel object (`cgroup /sys/fs/cgroup/...`) before it is created.
-    pub fn record(&self, kind: &str, value: &Path) -> Result<(), StateError> {
-        let path = self.path.join(STATE);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        // No fsync: the record must outlive a crash of hydra, not of the machine, and a reboot
-        // takes cgroups and namespaces with it.
-        let line = format!("{kind} {}\n", value.display());
-        file.write_all(line.as_bytes()).map_err(io(&path))
-    }
-
     /// The objects recorded in a state directory.
     pub fn records(dir: &Path) -> Vec<(String, PathBuf)> {
         std::fs::read_to_string(dir.join(STATE))
@@ -140,5 +135,39 @@ fn create_private_dir(path: &Path) -> Result<(), StateError> {
     {
         Ok(()) => Ok(()),
         Err(e) => Err(io(path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hydra-state-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn liveness_follows_the_owner_line() {
+        let young = temp_dir("young");
+        assert!(
+            owner_alive(&young),
+            "a directory being set up counts as alive"
+        );
+        let dead = temp_dir("dead");
+        std::fs::write(dead.join(STATE), "owner 2147483646\ncgroup a/b\n").expect("state");
+        assert!(!owner_alive(&dead));
+        assert_eq!(
+            StateDir::records(&dead),
+            vec![("cgroup".to_string(), PathBuf::from("a/b"))]
+        );
+        let garbled = temp_dir("garbled");
+        std::fs::write(garbled.join(STATE), "owner x\n").expect("state");
+        assert!(!owner_alive(&garbled));
+        for d in [young, dead, garbled] {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }

@@ -196,6 +196,12 @@ impl Hydra {
         h
     }
 
+    /// No host-clean check after this run (a test that kills hydra on purpose checks itself).
+    pub fn without_clean_check(mut self) -> Hydra {
+        self.check_clean = false;
+        self
+    }
+
     /// `hydra run --rootfs <test rootfs>` without `--name` (hydra picks `run-XXXXXX`).
     pub fn run_unnamed() -> Hydra {
         let mut h = Hydra::bare();
