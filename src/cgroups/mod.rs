@@ -61,7 +61,16 @@ pub struct Events {
     pub pids_max_hits: u64,
 }
 
-/// One virtual process's cgroup.
+/// Which hierarchies a cgroup needs on v1 (v2 has one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accounting {
+    /// Only where a limit is enforced (`hydra run`).
+    LimitsOnly,
+    /// Also every hierarchy `hydra stats` reads (memory, cpu, cpuacct, pids).
+    Full,
+}
+
+/// One virtual process's (or a container's) cgroup.
 #[derive(Debug)]
 pub enum Cgroup {
     V1(v1::V1Cgroup),
@@ -79,18 +88,18 @@ pub fn relative_path(container: &str, process: &str) -> PathBuf {
 
 impl Cgroup {
     /// Creates the cgroup and writes its limits; on failure nothing is left behind.
+    /// `rel` is below [`TOP`]: `<container>` or `<container>/<process>`.
     pub fn create(
         mode: CgroupMode,
-        container: &str,
-        process: &str,
+        rel: &Path,
         res: &oci_spec::runtime::LinuxResources,
+        accounting: Accounting,
     ) -> Result<Self, CgroupError> {
-        let rel = relative_path(container, process);
         let values = limits::Values::from(res);
         match mode {
-            CgroupMode::V2 => Ok(Cgroup::V2(v2::V2Cgroup::create(&rel, &values)?)),
+            CgroupMode::V2 => Ok(Cgroup::V2(v2::V2Cgroup::create(rel, &values)?)),
             CgroupMode::V1 | CgroupMode::Hybrid => {
-                Ok(Cgroup::V1(v1::V1Cgroup::create(&rel, &values)?))
+                Ok(Cgroup::V1(v1::V1Cgroup::create(rel, &values, accounting)?))
             }
         }
     }

@@ -1,18 +1,22 @@
-//! cgroup v1 backend: one directory in each hierarchy whose controller carries a limit (memory,
-//! cpu, pids). Every v1 directory is a mkdir and an rmdir per level; a hierarchy with nothing to
-//! enforce is not worth its ~0.1 ms. The child joins itself (see `open_tasks`).
+//! cgroup v1 backend: one directory per hierarchy. With `Accounting::LimitsOnly` only the
+//! hierarchies whose controller carries a limit (every v1 directory is a mkdir and an rmdir per
+//! level, ~0.1 ms each: not worth it for nothing to enforce); with `Accounting::Full` also the
+//! ones `hydra stats` reads. The child joins itself (see `open_tasks`).
 
 use std::path::{Path, PathBuf};
 
 use super::files::{self, keyed};
 use super::limits::Values;
-use super::{CgroupError, Events};
+use super::{Accounting, CgroupError, Events};
 
 /// The controllers hydra uses on v1.
-const CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+const CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
 
-/// The controllers that carry one of `values`' limits.
-fn needed(values: &Values) -> Vec<&'static str> {
+/// The controllers a cgroup with these limits lives in.
+fn needed(values: &Values, accounting: Accounting) -> Vec<&'static str> {
+    if accounting == Accounting::Full {
+        return CONTROLLERS.to_vec();
+    }
     let mut needed = Vec::new();
     if values.memory.is_some() {
         needed.push("memory");
@@ -56,15 +60,19 @@ fn mount_points() -> Vec<(&'static str, PathBuf)> {
 }
 
 impl V1Cgroup {
-    pub fn create(rel: &Path, values: &Values) -> Result<Self, CgroupError> {
+    pub fn create(
+        rel: &Path,
+        values: &Values,
+        accounting: Accounting,
+    ) -> Result<Self, CgroupError> {
         let mut cg = V1Cgroup {
             dirs: Vec::new(),
             created: Vec::new(),
         };
-        let needed = needed(values);
+        let wanted = needed(values, accounting);
         let mut seen: Vec<PathBuf> = Vec::new();
         let mounts = mount_points();
-        for (controller, mount) in mounts.into_iter().filter(|(c, _)| needed.contains(c)) {
+        for (controller, mount) in mounts.into_iter().filter(|(c, _)| wanted.contains(c)) {
             // A co-mounted hierarchy is one directory for several controllers.
             if seen.contains(&mount) {
                 cg.dirs.push((controller, mount.join(super::TOP).join(rel)));
@@ -80,7 +88,9 @@ impl V1Cgroup {
             }
             cg.dirs.push((controller, mount.join(super::TOP).join(rel)));
         }
-        if let Some(missing) = needed.iter().find(|c| cg.dir(c).is_none()) {
+        // Accounting hierarchies the host lacks are skipped; a limit's hierarchy is required.
+        let required = needed(values, Accounting::LimitsOnly);
+        if let Some(missing) = required.iter().find(|c| cg.dir(c).is_none()) {
             let _ = cg.destroy();
             return Err(CgroupError::Controller(missing));
         }

@@ -40,6 +40,12 @@ fn setup(plan: &LaunchPlan, sock: RawFd, cgroup_tasks: &[RawFd]) -> Result<(), S
     // SAFETY: prctl with integer arguments: die with hydra.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     handshake::wait_go(sock).map_err(|e| StepError::new(Stage::WaitSupervisor, e))?;
+    if let Some(fds) = plan.stdio {
+        for (target, fd) in fds.iter().enumerate() {
+            // SAFETY: dup2 of fds the supervisor opened for us onto stdio.
+            errno_check(unsafe { libc::dup2(*fd, target as RawFd) }, Stage::Stdio)?;
+        }
+    }
     // Non-dumpable from here to exec (no ptrace, no /proc/PID/mem; runc CVE-2016-9962). Not
     // before the go: a rootless parent must still open this process's /proc/PID/uid_map.
     // SAFETY: prctl with integer arguments.

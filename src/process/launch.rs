@@ -68,6 +68,8 @@ pub struct LaunchPlan {
     pub init: bool,
     /// stdio is a pty: the command takes it as its controlling terminal.
     pub terminal: bool,
+    /// fds to make the process's 0, 1, 2 (the supervisor's pipes); `None`: inherit hydra's.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
     pub exec: ExecPlan,
 }
 

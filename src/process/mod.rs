@@ -23,7 +23,7 @@ use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
 use thiserror::Error;
 
-use crate::cgroups::{self, Cgroup, CgroupError};
+use crate::cgroups::{self, Accounting, Cgroup, CgroupError};
 use crate::config::{ProcessSpec, SpecError};
 use crate::fs::{self, PlanError, PlanOptions};
 use crate::kernel::state::{StateDir, StateError};
@@ -139,12 +139,19 @@ fn landlock_paths(spec: &ProcessSpec) -> Result<Vec<CString>, ProcessError> {
 }
 
 /// Everything prepared before clone, plus the warnings to print.
-struct Prepared {
-    plan: LaunchPlan,
-    warnings: Vec<String>,
+pub struct Prepared {
+    pub plan: LaunchPlan,
+    pub warnings: Vec<String>,
 }
 
-fn prepare(spec: &ProcessSpec, state: &StateDir, terminal: bool) -> Result<Prepared, ProcessError> {
+/// Prepares everything the child needs. `layer_mountpoint` is where its private tmpfs goes (the
+/// container's state directory); `stdio`, when given, becomes the child's fds 0–2.
+pub fn prepare(
+    spec: &ProcessSpec,
+    layer_mountpoint: &std::path::Path,
+    terminal: bool,
+    stdio: Option<[RawFd; 3]>,
+) -> Result<Prepared, ProcessError> {
     let rootless = rootless();
     let rootfs = fs::plan::check_rootfs(&spec.rootfs)?;
     let identity = user::resolve(&rootfs, spec.user.as_ref(), rootless)?;
@@ -155,7 +162,7 @@ fn prepare(spec: &ProcessSpec, state: &StateDir, terminal: bool) -> Result<Prepa
     }
     let mounts = fs::plan::build(
         &rootfs,
-        state.layer_mountpoint(),
+        layer_mountpoint,
         &PlanOptions {
             read_only_root: spec.read_only || level.read_only_root(),
             rootless,
@@ -195,6 +202,7 @@ fn prepare(spec: &ProcessSpec, state: &StateDir, terminal: bool) -> Result<Prepa
         seccomp: seccomp::filters(level)?,
         init: spec.init,
         terminal,
+        stdio,
         exec: exec_plan(spec, &env)?,
     };
     Ok(Prepared { plan, warnings })
@@ -211,7 +219,8 @@ fn make_cgroup(
     }
     let rootless = rootless();
     let res = cgroups::limits::resources(&spec.limits);
-    match Cgroup::create(cgroups::mode::detect(), &spec.container, &spec.name, &res) {
+    let rel = cgroups::relative_path(&spec.container, &spec.name);
+    match Cgroup::create(cgroups::mode::detect(), &rel, &res, Accounting::LimitsOnly) {
         Ok(cg) => Ok(Some(cg)),
         Err(e) if rootless && e.is_permission() => {
             let mut flags = Vec::new();
@@ -261,7 +270,7 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     // The cgroup is recorded before it exists (write-ahead), so gc finds it after a crash.
     let cgroup_rel = cgroups::relative_path(&spec.container, &spec.name);
     let state = StateDir::create(&spec.container, &[("cgroup", &cgroup_rel)])?;
-    let Prepared { plan, mut warnings } = prepare(spec, &state, terminal)?;
+    let Prepared { plan, mut warnings } = prepare(spec, state.layer_mountpoint(), terminal, None)?;
     let mut cgroup = make_cgroup(spec, &mut warnings)?;
     for w in &warnings {
         warn(w);
@@ -276,18 +285,20 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     Ok(outcome::decide(&plan, &ended, events, &spec.limits))
 }
 
-fn launch_and_wait(
+/// A cloned virtual process and the parent's end of its set-up channel (EOF once it exec'd).
+#[derive(Debug)]
+pub struct Launched {
+    pub child: clone::Child,
+    pub channel: OwnedFd,
+}
+
+/// Clones the process into its namespaces (and cgroup) and lets it go once the parent-side
+/// set-up (id maps) is done. The caller watches `channel` and `child.pidfd`.
+pub fn spawn(
     spec: &ProcessSpec,
     plan: &LaunchPlan,
     cgroup: Option<&Cgroup>,
-    terminal: bool,
-) -> Result<supervise::Ended, ProcessError> {
-    let signals = supervise::signal_fd().map_err(sys("blocking signals"))?;
-    let mut pty = if terminal {
-        Some(pty::Pty::open().map_err(sys("opening a pseudo-terminal"))?)
-    } else {
-        None
-    };
+) -> Result<Launched, ProcessError> {
     let (parent_end, child_end) = handshake::pair().map_err(sys("creating the set-up channel"))?;
     let (cgroup_fd, join_fds) = match cgroup {
         Some(cg) => (cg.clone_fd()?, cg.join_fds()?),
@@ -309,6 +320,26 @@ fn launch_and_wait(
         supervise::kill_and_reap(&child);
         return Err(e);
     }
-    supervise::supervise(&child, &parent_end, &signals, pty.as_mut())
+    Ok(Launched {
+        child,
+        channel: parent_end,
+    })
+}
+
+fn launch_and_wait(
+    spec: &ProcessSpec,
+    plan: &LaunchPlan,
+    cgroup: Option<&Cgroup>,
+    terminal: bool,
+) -> Result<supervise::Ended, ProcessError> {
+    // Blocked before clone: the child inherits the mask and resets it before exec.
+    let signals = supervise::signal_fd().map_err(sys("blocking signals"))?;
+    let mut pty = if terminal {
+        Some(pty::Pty::open().map_err(sys("opening a pseudo-terminal"))?)
+    } else {
+        None
+    };
+    let launched = spawn(spec, plan, cgroup)?;
+    supervise::supervise(&launched.child, &launched.channel, &signals, pty.as_mut())
         .map_err(sys("waiting for the process"))
 }

@@ -22,6 +22,7 @@ pub fn describe(plan: &LaunchPlan, error: &StepError) -> String {
     let index = usize::from(error.index);
     match error.stage {
         Stage::WaitSupervisor => "waiting for the supervisor".into(),
+        Stage::Stdio => "attaching stdio".into(),
         Stage::Setsid => "creating a session".into(),
         Stage::CgroupJoin => "joining the cgroup".into(),
         Stage::CgroupNamespace => "entering a cgroup namespace".into(),

@@ -9,6 +9,7 @@ use nix::errno::Errno;
 #[repr(u16)]
 pub enum Stage {
     WaitSupervisor = 1,
+    Stdio,
     Setsid,
     CgroupJoin,
     CgroupNamespace,
@@ -42,8 +43,9 @@ pub enum Stage {
     Exec,
 }
 
-const ALL: [Stage; 30] = [
+const ALL: [Stage; 31] = [
     Stage::WaitSupervisor,
+    Stage::Stdio,
     Stage::Setsid,
     Stage::CgroupJoin,
     Stage::CgroupNamespace,
