@@ -75,6 +75,13 @@ fn setup(plan: &LaunchPlan, sock: RawFd, cgroup_tasks: &[RawFd]) -> Result<(), S
     close_other_fds(sock)?;
     enter_workdir(plan)?;
     rlimits::apply(&plan.rlimits).map_err(|(i, e)| StepError::at(Stage::Rlimit, i, e))?;
+    if let Some(nice) = plan.nice {
+        // SAFETY: setpriority with integer arguments.
+        errno_check(
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) },
+            Stage::Priority,
+        )?;
+    }
     drop_privileges(plan)
 }
 

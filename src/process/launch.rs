@@ -70,6 +70,8 @@ pub struct LaunchPlan {
     pub terminal: bool,
     /// fds to make the process's 0, 1, 2 (the supervisor's pipes); `None`: inherit hydra's.
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// nice value, set while the process may still raise its priority.
+    pub nice: Option<i32>,
     pub exec: ExecPlan,
 }
 

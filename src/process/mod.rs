@@ -144,13 +144,24 @@ pub struct Prepared {
     pub warnings: Vec<String>,
 }
 
+/// What a supervisor adds to a process beyond its spec.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Becomes the child's fds 0–2 (the supervisor's pipes).
+    pub stdio: Option<[RawFd; 3]>,
+    /// Named volumes the supervisor holds: (fd, name, target, read_only).
+    pub attached: Vec<(RawFd, String, String, bool)>,
+    /// nice value.
+    pub nice: Option<i32>,
+}
+
 /// Prepares everything the child needs. `layer_mountpoint` is where its private tmpfs goes (the
-/// container's state directory); `stdio`, when given, becomes the child's fds 0–2.
+/// container's state directory).
 pub fn prepare(
     spec: &ProcessSpec,
     layer_mountpoint: &std::path::Path,
     terminal: bool,
-    stdio: Option<[RawFd; 3]>,
+    extras: Extras,
 ) -> Result<Prepared, ProcessError> {
     let rootless = rootless();
     let rootfs = fs::plan::check_rootfs(&spec.rootfs)?;
@@ -168,6 +179,7 @@ pub fn prepare(
             rootless,
             tmp_tmpfs: level.read_only_root(),
             volumes: spec.volumes.clone(),
+            attached: extras.attached,
         },
     )?;
     let landlock = if level.landlock() {
@@ -202,7 +214,8 @@ pub fn prepare(
         seccomp: seccomp::filters(level)?,
         init: spec.init,
         terminal,
-        stdio,
+        stdio: extras.stdio,
+        nice: extras.nice,
         exec: exec_plan(spec, &env)?,
     };
     Ok(Prepared { plan, warnings })
@@ -270,7 +283,8 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     // The cgroup is recorded before it exists (write-ahead), so gc finds it after a crash.
     let cgroup_rel = cgroups::relative_path(&spec.container, &spec.name);
     let state = StateDir::create(&spec.container, &[("cgroup", &cgroup_rel)])?;
-    let Prepared { plan, mut warnings } = prepare(spec, state.layer_mountpoint(), terminal, None)?;
+    let Prepared { plan, mut warnings } =
+        prepare(spec, state.layer_mountpoint(), terminal, Extras::default())?;
     let mut cgroup = make_cgroup(spec, &mut warnings)?;
     for w in &warnings {
         warn(w);

@@ -51,6 +51,7 @@ pub fn describe(plan: &LaunchPlan, error: &StepError) -> String {
             || "setting a resource limit".into(),
             |r| format!("setting {} {}", r.flag, r.value),
         ),
+        Stage::Priority => "setting the priority".into(),
         Stage::Groups => "setting supplementary groups".into(),
         Stage::SetGid => format!("switching to group {}", plan.identity.gid),
         Stage::SetUid => format!("switching to user {}", plan.identity.uid),

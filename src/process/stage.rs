@@ -30,6 +30,7 @@ pub enum Stage {
     Workdir,
     /// Index: the rlimit.
     Rlimit,
+    Priority,
     Groups,
     SetGid,
     SetUid,
@@ -43,7 +44,7 @@ pub enum Stage {
     Exec,
 }
 
-const ALL: [Stage; 31] = [
+const ALL: [Stage; 32] = [
     Stage::WaitSupervisor,
     Stage::Stdio,
     Stage::Setsid,
@@ -64,6 +65,7 @@ const ALL: [Stage; 31] = [
     Stage::CloseFds,
     Stage::Workdir,
     Stage::Rlimit,
+    Stage::Priority,
     Stage::Groups,
     Stage::SetGid,
     Stage::SetUid,
