@@ -34,6 +34,27 @@ pub fn resources(limits: &Limits) -> LinuxResources {
     res
 }
 
+/// CPU shares (v1 `cpu.shares`, 1024 = normal) for a nice value: each nice step is ~1.25× the
+/// weight, as in the kernel's own table.
+pub fn shares_for_nice(nice: i32) -> u64 {
+    let nice = nice.clamp(-20, 19);
+    let shares = 1024.0 * 1.25f64.powi(-nice);
+    (shares.round() as u64).clamp(2, 262_144)
+}
+
+/// Gives the resources the cpu weight of `nice`.
+pub fn set_weight(res: &mut LinuxResources, nice: i32) {
+    let mut cpu = res.cpu().clone().unwrap_or_default();
+    cpu.set_shares(Some(shares_for_nice(nice)));
+    res.set_cpu(Some(cpu));
+}
+
+/// v2 `cpu.weight` (1–10000, 100 = normal) for v1 shares (2–262144, 1024 = normal), the
+/// conversion runc and crun use.
+pub fn weight_for_shares(shares: u64) -> u64 {
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
 /// The values each backend writes, taken out of `LinuxResources` once.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Values {
@@ -41,6 +62,7 @@ pub struct Values {
     pub memory_swap: Option<i64>,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
+    pub cpu_shares: Option<u64>,
     pub pids: Option<i64>,
 }
 
@@ -53,6 +75,7 @@ impl Values {
             memory_swap: memory.and_then(|m| m.swap()),
             cpu_quota: cpu.and_then(|c| c.quota()),
             cpu_period: cpu.and_then(|c| c.period()),
+            cpu_shares: cpu.and_then(|c| c.shares()),
             pids: res.pids().as_ref().map(|p| p.limit()),
         }
     }
@@ -61,6 +84,16 @@ impl Values {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nice_maps_to_shares_and_weight() {
+        assert_eq!(shares_for_nice(0), 1024);
+        assert!(shares_for_nice(-5) > 3000 && shares_for_nice(5) < 400);
+        assert_eq!(shares_for_nice(-40), shares_for_nice(-20));
+        assert_eq!(weight_for_shares(2), 1);
+        assert_eq!(weight_for_shares(262_144), 10_000);
+        assert_eq!(weight_for_shares(1024), 39);
+    }
 
     #[test]
     fn half_a_cpu_is_half_the_period() {

@@ -120,6 +120,14 @@ impl Cgroup {
         }
     }
 
+    /// The directories this cgroup consists of (one per v1 hierarchy, one on v2).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1(cg) => cg.dirs(),
+            Cgroup::V2(cg) => cg.dirs(),
+        }
+    }
+
     pub fn events(&self) -> Events {
         match self {
             Cgroup::V1(cg) => cg.events(),

@@ -21,7 +21,7 @@ fn needed(values: &Values, accounting: Accounting) -> Vec<&'static str> {
     if values.memory.is_some() {
         needed.push("memory");
     }
-    if values.cpu_quota.is_some() {
+    if values.cpu_quota.is_some() || values.cpu_shares.is_some() {
         needed.push("cpu");
     }
     if values.pids.is_some() {
@@ -130,6 +130,9 @@ impl V1Cgroup {
             files::write(dir, "cpu.cfs_period_us", &period.to_string())?;
             files::write(dir, "cpu.cfs_quota_us", &quota.to_string())?;
         }
+        if let Some(shares) = v.cpu_shares {
+            files::write(self.need("cpu")?, "cpu.shares", &shares.to_string())?;
+        }
         if let Some(max) = v.pids {
             files::write(self.need("pids")?, "pids.max", &max.to_string())?;
         }
@@ -159,6 +162,17 @@ impl V1Cgroup {
             done.push(dir);
         }
         Ok(fds)
+    }
+
+    /// This cgroup's directory in every hierarchy it lives in.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (_, d) in &self.dirs {
+            if !dirs.contains(d) {
+                dirs.push(d.clone());
+            }
+        }
+        dirs
     }
 
     pub fn events(&self) -> Events {

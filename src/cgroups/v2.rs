@@ -75,6 +75,10 @@ impl V2Cgroup {
             let period = v.cpu_period.unwrap_or(super::limits::CPU_PERIOD_US);
             files::write(&self.dir, "cpu.max", &format!("{quota} {period}"))?;
         }
+        if let Some(shares) = v.cpu_shares {
+            let weight = super::limits::weight_for_shares(shares);
+            files::write(&self.dir, "cpu.weight", &weight.to_string())?;
+        }
         if let Some(max) = v.pids {
             files::write(&self.dir, "pids.max", &max.to_string())?;
         }
@@ -88,6 +92,10 @@ impl V2Cgroup {
             source,
         })?;
         Ok(file.into())
+    }
+
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone()]
     }
 
     pub fn events(&self) -> Events {

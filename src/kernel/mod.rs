@@ -1,5 +1,7 @@
 //! HydraKernel: the supervisor side. So far: the state directory and crash clean-up that
 //! `hydra run` relies on.
 
+pub mod control;
 pub mod gc;
+pub mod logs;
 pub mod state;

@@ -44,7 +44,8 @@ pub struct Ended {
     pub failure: Option<StepError>,
 }
 
-fn send_signal(child: &Child, sig: i32) {
+/// Sends `sig` to the child through its pidfd (no pid reuse race).
+pub fn send_signal(child: &Child, sig: i32) {
     // SAFETY: pidfd_send_signal on the child's pidfd with no siginfo.
     unsafe {
         libc::syscall(
