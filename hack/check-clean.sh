@@ -32,6 +32,9 @@ state() {
   for p in /proc/[0-9]*; do
     [[ ${p#/proc/} == "$$" || ${p#/proc/} == "$BASHPID" ]] && continue
     comm=$(cat "$p/comm" 2>/dev/null) || continue
+    # A zombie is dead: it only waits for its parent (for a detached supervisor, the host's
+    # init, which may reap lazily) and holds nothing.
+    [[ $(awk '{print $3}' "$p/stat" 2>/dev/null) == Z ]] && continue
     cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
     if [[ $comm == hydra || $cmd == *"hydra run"* ]]; then echo "process: ${p#/proc/} $cmd"; fi
   done

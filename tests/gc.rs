@@ -5,7 +5,16 @@ mod common;
 
 use common::*;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// `hydra gc` collects every dead record on the host, so these tests take turns: one test's gc
+/// must not collect the record another test is about to inspect.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn gone_within(path: &Path, limit: Duration) -> bool {
     let end = Instant::now() + limit;
@@ -47,6 +56,7 @@ fn kill_hydra_mid_run(label: &str) -> String {
 
 #[test]
 fn gc_removes_what_a_killed_hydra_left() {
+    let _turn = serial();
     let name = kill_hydra_mid_run("gc-killed");
     let out = Hydra::bare().arg("gc").output();
     out.assert_ok();
@@ -56,6 +66,7 @@ fn gc_removes_what_a_killed_hydra_left() {
 
 #[test]
 fn the_next_run_of_the_same_name_takes_over_a_dead_record() {
+    let _turn = serial();
     let name = kill_hydra_mid_run("gc-reuse");
     let out = Hydra::bare()
         .args(["run", "--memory", "32M", "--name", &name, "--rootfs"])
@@ -70,6 +81,7 @@ fn the_next_run_of_the_same_name_takes_over_a_dead_record() {
 #[test]
 fn gc_leaves_a_running_container_alone_and_names_clash() {
     require_root();
+    let _turn = serial();
     let mut r = Hydra::run("gc-live")
         .stdin_pipe()
         .sh("echo ready; read x; echo done")

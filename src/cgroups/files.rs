@@ -89,6 +89,19 @@ pub fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
     }
 }
 
+/// Removes a cgroup and every cgroup below it, deepest first (a dead supervisor's container).
+pub fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path())?;
+            }
+        }
+    }
+    kill_procs(dir);
+    remove_dir(dir)
+}
+
 /// Removes directories this run created, innermost first; a shared parent that still holds
 /// another process's cgroup stays.
 pub fn remove_created(created: &[PathBuf]) -> Result<(), CgroupError> {

@@ -157,13 +157,12 @@ fn candidate_dirs(rel: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes a process cgroup `<container>/<process>` a dead hydra left behind, and its
-/// container directory when that is empty.
+/// Removes a cgroup a dead hydra left behind (`<container>` with its process cgroups, or
+/// `<container>/<process>`), and the container directory when it is left empty.
 pub fn remove_leftover(rel: &Path) {
     for dir in candidate_dirs(rel) {
-        files::kill_procs(&dir);
-        let _ = files::remove_dir(&dir);
-        if let Some(container) = dir.parent() {
+        let _ = files::remove_tree(&dir);
+        if let Some(container) = dir.parent().filter(|p| !p.ends_with(TOP)) {
             let _ = std::fs::remove_dir(container);
         }
     }

@@ -3,7 +3,10 @@
 
 pub mod gc;
 pub mod info;
+pub mod lifecycle;
+pub mod logs;
 pub mod run;
+pub mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +24,16 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Show what this host offers hydra.
     Info(info::InfoArgs),
+    /// Run the application a YAML file describes.
+    Up(up::UpArgs),
+    /// List the processes of running containers.
+    Ps(lifecycle::PsArgs),
+    /// Show a container's (or one process's) output.
+    Logs(logs::LogsArgs),
+    /// Stop a container's processes (or one) without restarting them.
+    Stop(lifecycle::StopArgs),
+    /// Stop a container and remove every kernel object it used.
+    Down(lifecycle::DownArgs),
     /// Remove what crashed hydra processes left behind (cgroups, state).
     Gc(gc::GcArgs),
 }
@@ -37,6 +50,11 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Info(args) => info::run(args),
+        Command::Up(args) => up::run(args),
+        Command::Ps(args) => lifecycle::ps(args),
+        Command::Logs(args) => logs::run(args),
+        Command::Stop(args) => lifecycle::stop(args),
+        Command::Down(args) => lifecycle::down(args),
         Command::Gc(args) => gc::run(args),
     };
     match result {

@@ -4,4 +4,6 @@
 pub mod control;
 pub mod gc;
 pub mod logs;
+pub mod plan;
 pub mod state;
+pub mod supervisor;

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{Pid, Uid};
+use nix::unistd::Uid;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -66,8 +66,21 @@ pub fn owner_alive(dir: &Path) -> bool {
     let Some(Ok(pid)) = owner.map(|p| p.trim().parse::<i32>()) else {
         return false;
     };
-    nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
-        && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "hydra")
+    hydra_running(pid)
+}
+
+/// Whether `pid` is a live (not zombie) process named hydra: a killed supervisor can linger as a
+/// zombie until the host's init reaps it, and must count as dead then.
+fn hydra_running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let comm = &stat[open + 1..close];
+    let state = stat[close + 1..].trim_start().chars().next();
+    comm == "hydra" && !matches!(state, Some('Z' | 'X' | 'x'))
 }
 
 impl StateDir {

@@ -281,6 +281,13 @@ impl Hydra {
     /// Let hydra inherit `fd` (its own descriptor, close-on-exec in the test) as descriptor
     /// `target`, without close-on-exec.
     pub fn inherit_fd(mut self, fd: OwnedFd, target: RawFd) -> Hydra {
+        // Tests run in parallel threads: the fd may happen to carry the target number already.
+        // A duplicate gets another number (the original still holds this one).
+        let fd = if fd.as_raw_fd() == target {
+            fd.try_clone().expect("duplicating the fd to inherit")
+        } else {
+            fd
+        };
         assert!(fd.as_raw_fd() != target, "source and target fd must differ");
         self.inherit_fds.push((fd, target));
         self

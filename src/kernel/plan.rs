@@ -1,0 +1,129 @@
+//! The Plan: an `AppSpec` (the YAML file) expanded into one `ProcessSpec` per virtual process
+//! (`count: 4` → `worker.0` … `worker.3`), in start order, with the container-wide limits.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::config::{AppSpec, ImageSource, Limits, ProcessSpec, RestartPolicy};
+use crate::net::NetMode;
+
+#[derive(Debug, Error)]
+pub enum PlanError {
+    #[error("{file}: container.path images (.hcon) are not supported yet; use container.rootfs")]
+    Image { file: PathBuf },
+    #[error("{file}: isolation mode partial needs port forwarding, which hydra does not have yet; use complete or none")]
+    Partial { file: PathBuf },
+    #[error("{file}: {what} are not supported yet")]
+    Unsupported { file: PathBuf, what: &'static str },
+}
+
+/// One virtual process of the container.
+#[derive(Debug, Clone)]
+pub struct PlannedProcess {
+    /// The YAML process it comes from (`worker` for `worker.2`).
+    pub group: String,
+    pub spec: ProcessSpec,
+    pub restart: RestartPolicy,
+    /// nice value (and cpu weight).
+    pub priority: Option<i32>,
+    /// Named volumes: (volume, target, read_only).
+    pub volumes: Vec<(String, String, bool)>,
+}
+
+/// Everything `up` starts.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub container: String,
+    /// The YAML file, kept so `exec` and `ps` can name it.
+    pub file: PathBuf,
+    /// Container-wide cgroup limits (memory, cpu, pids) on `hydra/<container>`.
+    pub limits: Limits,
+    /// Named tmpfs volumes: (name, size).
+    pub volumes: Vec<(String, u64)>,
+    /// In start order (`depends_on` first).
+    pub processes: Vec<PlannedProcess>,
+}
+
+/// Expands the spec. Features the YAML can name but hydra cannot run yet are refused here with
+/// a clear line rather than ignored.
+pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
+    let file = app.file.clone();
+    let rootfs = match &app.container.image {
+        ImageSource::Rootfs(dir) => dir.clone(),
+        ImageSource::Image(_) => return Err(PlanError::Image { file }),
+    };
+    if app.isolation.mode == NetMode::Partial || !app.isolation.ports.is_empty() {
+        return Err(PlanError::Partial { file });
+    }
+    if !app.ipc.channels.is_empty() || !app.ipc.shared_memory.is_empty() {
+        return Err(PlanError::Unsupported {
+            file,
+            what: "ipc channels and shared memory",
+        });
+    }
+    if !app.networks.is_empty() {
+        return Err(PlanError::Unsupported {
+            file,
+            what: "networks",
+        });
+    }
+    let mut processes = Vec::new();
+    for def in app.start_order() {
+        if def.healthcheck.is_some() {
+            return Err(PlanError::Unsupported {
+                file,
+                what: "healthchecks",
+            });
+        }
+        for name in def.instance_names() {
+            let mut limits = def.limits.clone();
+            limits.max_files = app.resources.max_files;
+            limits.max_file_size = app.resources.max_file_size;
+            let spec = ProcessSpec {
+                container: app.container.name.clone(),
+                hostname: name.clone(),
+                name,
+                rootfs: rootfs.clone(),
+                command: def.command.clone(),
+                env: def.env.clone(),
+                workdir: def.workdir.clone(),
+                user: def.user.clone(),
+                net: app.isolation.mode,
+                security: app.security.level,
+                read_only: def.read_only,
+                init: true,
+                volumes: Vec::new(),
+                limits,
+            };
+            processes.push(PlannedProcess {
+                group: def.name.clone(),
+                spec,
+                restart: def.restart.clone(),
+                priority: def.priority,
+                volumes: def
+                    .volumes
+                    .iter()
+                    .map(|v| (v.volume.clone(), v.target.clone(), v.read_only))
+                    .collect(),
+            });
+        }
+    }
+    Ok(Plan {
+        container: app.container.name.clone(),
+        file: app.file.clone(),
+        limits: Limits {
+            memory: app.resources.memory,
+            cpu_millis: app.resources.cpu_millis,
+            pids: app.resources.pids,
+            max_files: None,
+            max_file_size: None,
+        },
+        volumes: app
+            .volumes
+            .iter()
+            .map(|v| (v.name.clone(), v.size))
+            .collect(),
+        processes,
+    })
+}

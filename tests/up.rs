@@ -1,0 +1,381 @@
+//! `hydra up`: a YAML file runs a multi-process application; `ps`, `logs`, `stop`, `down` reach
+//! it through its control socket; a killed supervisor takes its processes with it.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A YAML application in a temp dir, brought down (and checked clean) when dropped.
+struct App {
+    name: String,
+    dir: TempDir,
+}
+
+impl App {
+    /// Writes `hydra.yaml` with `body` below a header naming the container and the rootfs.
+    fn new(label: &str, body: &str) -> App {
+        require_root();
+        let name = unique_name(label);
+        let dir = TempDir::new(label);
+        let yaml = format!(
+            "version: '1.0'\ncontainer: {{name: {name}, rootfs: {}}}\n{body}",
+            rootfs().display()
+        );
+        fs::write(dir.join("hydra.yaml"), yaml).expect("writing hydra.yaml");
+        App { name, dir }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join("hydra.yaml")
+    }
+
+    fn up_detached(&self) -> Output {
+        let out = Hydra::bare()
+            .args(["up", "-d", "-f"])
+            .arg(self.file())
+            .output();
+        out.assert_ok();
+        out
+    }
+
+    fn ps(&self) -> Vec<serde_json::Value> {
+        let out = Hydra::bare().args(["ps", "--json"]).output();
+        out.assert_ok();
+        let all: Vec<serde_json::Value> =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ps --json: {e}\n{out}"));
+        all.into_iter()
+            .filter(|p| p["container"] == self.name.as_str())
+            .collect()
+    }
+
+    fn process(&self, name: &str) -> serde_json::Value {
+        self.ps()
+            .into_iter()
+            .find(|p| p["process"] == name)
+            .unwrap_or_else(|| panic!("{name} not in ps"))
+    }
+
+    /// Polls `ps` until `check` holds (bounded).
+    fn wait_for(&self, what: &str, check: impl Fn(&[serde_json::Value]) -> bool) {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ps = self.ps();
+            if check(&ps) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}: {ps:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn down(&self) -> Output {
+        Hydra::bare().args(["down", &self.name]).output()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if Path::new("/run/hydra").join(&self.name).exists() {
+            let _ = self.down();
+        }
+        if !std::thread::panicking() {
+            assert_host_clean(&self.name, Path::new("/run/hydra"));
+        }
+    }
+}
+
+const EXAMPLE: &str = "\
+security: {encryption: none, security_level: standard}
+isolation: {mode: complete}
+resources: {max_memory: 1GB, max_cpu: 0.5, max_files: 1000, max_file_size: 100MB}
+processes:
+  - name: web_server
+    command: sh -c 'echo web up; exec sleep 1000'
+    env: {PORT: 8080}
+    limits: {memory: 512MB, cpu: 0.3}
+  - {name: worker, command: sleep 1000, count: 4, env: {WORKER_MODE: background}}
+";
+
+fn read_trim(p: &Path) -> String {
+    fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+fn v1(controller: &str) -> bool {
+    Path::new("/sys/fs/cgroup").join(controller).is_dir()
+}
+
+fn cgroup(controller: &str, rel: &str) -> PathBuf {
+    let base = if v1(controller) {
+        Path::new("/sys/fs/cgroup").join(controller)
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    };
+    base.join("hydra").join(rel)
+}
+
+#[test]
+fn the_example_comes_up_isolated_and_limited_and_goes_down_clean() {
+    let app = App::new("up-example", EXAMPLE);
+    app.up_detached();
+    let names = ["web_server", "worker.0", "worker.1", "worker.2", "worker.3"];
+    app.wait_for("all running", |ps| {
+        names.iter().all(|n| {
+            ps.iter()
+                .any(|p| p["process"] == *n && p["state"] == "running")
+        })
+    });
+    // Each its own pid namespace: no two processes share one, none shares the host's.
+    let mut namespaces = Vec::new();
+    for n in names {
+        let pid = app.process(n)["pid"].as_i64().expect("pid");
+        let ns = fs::read_link(format!("/proc/{pid}/ns/pid")).expect("ns link");
+        assert_ne!(ns, fs::read_link("/proc/self/ns/pid").unwrap());
+        namespaces.push(ns);
+    }
+    namespaces.sort();
+    namespaces.dedup();
+    assert_eq!(
+        namespaces.len(),
+        names.len(),
+        "processes share a pid namespace"
+    );
+    // Container-wide and per-process limits in the cgroup files.
+    let c = &app.name;
+    let (mem, quota) = if v1("memory") {
+        (
+            read_trim(&cgroup("memory", c).join("memory.limit_in_bytes")),
+            read_trim(&cgroup("cpu", c).join("cpu.cfs_quota_us")),
+        )
+    } else {
+        (
+            read_trim(&cgroup("memory", c).join("memory.max")),
+            read_trim(&cgroup("cpu", c).join("cpu.max")),
+        )
+    };
+    assert_eq!(mem, (1u64 << 30).to_string());
+    assert!(quota.starts_with("50000"), "container cpu quota {quota}");
+    let web = format!("{c}/web_server");
+    if v1("memory") {
+        assert_eq!(
+            read_trim(&cgroup("memory", &web).join("memory.limit_in_bytes")),
+            (512u64 << 20).to_string()
+        );
+        assert_eq!(
+            read_trim(&cgroup("cpu", &web).join("cpu.cfs_quota_us")),
+            "30000"
+        );
+    }
+    let pid = app.process("web_server")["pid"].as_i64().unwrap();
+    let procs = read_trim(&cgroup("memory", &web).join("cgroup.procs"));
+    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+    // Output reached the log.
+    let logs = Hydra::bare()
+        .args(["logs", &format!("{c}/web_server")])
+        .output();
+    logs.assert_ok();
+    logs.assert_stdout_contains("web up");
+    let down = app.down();
+    down.assert_ok();
+    assert_host_clean(&app.name, Path::new("/run/hydra"));
+}
+
+#[test]
+fn on_failure_restarts_three_times_then_shows_failed() {
+    let app = App::new(
+        "up-restart",
+        "processes:\n  - {name: flaky, command: sh -c 'echo try; exit 1', restart: 'on-failure:3'}\n  - {name: steady, command: sleep 1000}\n",
+    );
+    app.up_detached();
+    app.wait_for("flaky failed", |ps| {
+        ps.iter().any(|p| {
+            p["process"] == "flaky" && p["state"].as_str().is_some_and(|s| s.starts_with("failed"))
+        })
+    });
+    let flaky = app.process("flaky");
+    assert_eq!(flaky["restarts"], 3, "{flaky}");
+    assert_eq!(flaky["exit_code"], 1, "{flaky}");
+    let logs = Hydra::bare()
+        .args(["logs", &format!("{}/flaky", app.name)])
+        .output();
+    assert_eq!(logs.out().matches("try").count(), 4, "{logs}");
+    app.down().assert_ok();
+}
+
+#[test]
+fn foreground_up_prefixes_output_and_returns_when_all_exit() {
+    let app = App::new(
+        "up-fg",
+        "processes:\n  - {name: a, command: echo hello from a}\n  - {name: b, command: sh -c 'echo hello from b'}\n",
+    );
+    let out = Hydra::bare().args(["up", "-f"]).arg(app.file()).output();
+    out.assert_ok();
+    assert!(
+        out.out().lines().any(|l| l.starts_with("a | hello from a")),
+        "{out}"
+    );
+    assert!(
+        out.out().lines().any(|l| l.starts_with("b | hello from b")),
+        "{out}"
+    );
+}
+
+#[test]
+fn sigint_brings_a_foreground_up_down() {
+    let app = App::new(
+        "up-sigint",
+        "processes:\n  - {name: s, command: sh -c 'echo ready; sleep 1000'}\n",
+    );
+    let mut r = Hydra::bare().args(["up", "-f"]).arg(app.file()).spawn();
+    r.wait_for_stdout("s | ready");
+    r.signal(libc::SIGINT);
+    let out = r.wait();
+    out.assert_ok();
+    assert_host_clean(&app.name, Path::new("/run/hydra"));
+}
+
+#[test]
+fn stop_stops_one_process_and_leaves_the_others() {
+    let app = App::new(
+        "up-stop",
+        "processes:\n  - {name: a, command: sleep 1000, restart: always}\n  - {name: b, command: sleep 1000}\n",
+    );
+    app.up_detached();
+    app.wait_for("both running", |ps| {
+        ps.iter().filter(|p| p["state"] == "running").count() == 2
+    });
+    Hydra::bare()
+        .args(["stop", &format!("{}/a", app.name)])
+        .output()
+        .assert_ok();
+    app.wait_for("a stopped", |ps| {
+        ps.iter()
+            .any(|p| p["process"] == "a" && p["state"] == "stopped")
+    });
+    assert_eq!(app.process("b")["state"], "running");
+    app.down().assert_ok();
+}
+
+#[test]
+fn a_named_volume_is_shared_between_the_processes_that_mount_it() {
+    let app = App::new(
+        "up-volume",
+        "volumes: [{name: shared, size: 8MB}]\nprocesses:\n  - {name: writer, command: sh -c 'echo hi > /data/note; sleep 1000', volumes: ['shared:/data']}\n  - {name: reader, command: sh -c 'until cat /in/note; do sleep 0.05; done; sleep 1000', volumes: ['shared:/in:ro']}\n",
+    );
+    app.up_detached();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = Hydra::bare()
+            .args(["logs", &format!("{}/reader", app.name)])
+            .output();
+        if logs.out().contains("hi") {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the reader never saw the file\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    app.down().assert_ok();
+}
+
+#[test]
+fn a_killed_supervisor_takes_its_processes_and_gc_cleans_up() {
+    let app = App::new(
+        "up-kill",
+        "resources: {max_memory: 64MB}\nprocesses:\n  - {name: s, command: sleep 1000, count: 2}\n",
+    );
+    app.up_detached();
+    app.wait_for("running", |ps| {
+        ps.iter().filter(|p| p["state"] == "running").count() == 2
+    });
+    let pids: Vec<i64> = app
+        .ps()
+        .iter()
+        .map(|p| p["pid"].as_i64().unwrap())
+        .collect();
+    let state = fs::read_to_string(Path::new("/run/hydra").join(&app.name).join("state")).unwrap();
+    let supervisor: i32 = state
+        .lines()
+        .find_map(|l| l.strip_prefix("owner "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("owner line");
+    // SAFETY: kill(2) of the supervisor this test started (its pid is in the state it wrote).
+    assert_eq!(unsafe { libc::kill(supervisor, libc::SIGKILL) }, 0);
+    // "Runs" = exists and is not a zombie waiting for the host's init to reap it.
+    let running = |pid: &i64| {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().to_string())
+            })
+            .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+    };
+    let end = Instant::now() + Duration::from_secs(1);
+    while pids.iter().any(running) {
+        assert!(
+            Instant::now() < end,
+            "container processes outlived their supervisor by 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gc = Hydra::bare().arg("gc").output();
+    gc.assert_ok();
+    assert_host_clean(&app.name, Path::new("/run/hydra"));
+}
+
+#[test]
+fn up_of_a_running_name_is_refused() {
+    let app = App::new(
+        "up-twice",
+        "processes:\n  - {name: s, command: sleep 1000}\n",
+    );
+    app.up_detached();
+    let again = Hydra::bare()
+        .args(["up", "-d", "-f"])
+        .arg(app.file())
+        .output();
+    again.assert_code(125);
+    assert!(
+        again.one_stderr_line().contains("already running"),
+        "{again}"
+    );
+    app.down().assert_ok();
+}
+
+#[test]
+fn config_errors_name_line_and_column_and_start_nothing() {
+    let app = App::new(
+        "up-bad",
+        "processes:\n  - {name: s, command: sleep 1, bogus: 1}\n",
+    );
+    let out = Hydra::bare()
+        .args(["up", "-d", "-f"])
+        .arg(app.file())
+        .output();
+    out.assert_code(125);
+    let line = out.one_stderr_line();
+    assert!(line.contains("hydra.yaml:4:"), "{out}");
+    assert!(line.contains("bogus"), "{out}");
+    assert!(!Path::new("/run/hydra").join(&app.name).exists());
+}
+
+#[test]
+fn ten_up_down_cycles_leave_nothing() {
+    let app = App::new("up-cycles", EXAMPLE);
+    for _ in 0..10 {
+        app.up_detached();
+        app.down().assert_ok();
+        assert_host_clean(&app.name, Path::new("/run/hydra"));
+    }
+}
