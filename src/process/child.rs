@@ -16,7 +16,6 @@ use super::stage::{Stage, StepError};
 use super::terminal;
 use crate::fs::apply::enter_root;
 use crate::fs::syscalls as sys;
-use crate::security::seccomp;
 
 fn errno_check(ret: libc::c_int, stage: Stage) -> Result<(), StepError> {
     if ret < 0 {
@@ -82,7 +81,7 @@ fn setup(plan: &LaunchPlan, sock: RawFd, cgroup_tasks: &[RawFd]) -> Result<(), S
             Stage::Priority,
         )?;
     }
-    drop_privileges(plan)
+    plan.privileges.apply()
 }
 
 /// Moves this (single-threaded) process into its v1 cgroups by writing "0" to each `tasks`.
@@ -142,32 +141,6 @@ fn enter_workdir(plan: &LaunchPlan) -> Result<(), StepError> {
     let cwd = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
     if cwd.is_null() && Errno::last() != Errno::ERANGE {
         return Err(StepError::new(Stage::Workdir, Errno::last()));
-    }
-    Ok(())
-}
-
-fn drop_privileges(plan: &LaunchPlan) -> Result<(), StepError> {
-    plan.caps
-        .drop_bounding()
-        .map_err(|e| StepError::new(Stage::Capabilities, e))?;
-    plan.identity
-        .apply(plan.set_groups)
-        .map_err(|(stage, e)| StepError::new(stage, e))?;
-    plan.caps
-        .set_sets(plan.identity.uid)
-        .map_err(|e| StepError::new(Stage::Capabilities, e))?;
-    // SAFETY: prctl with integer arguments.
-    errno_check(
-        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
-        Stage::NoNewPrivs,
-    )?;
-    if let Some(landlock) = &plan.landlock {
-        landlock
-            .apply()
-            .map_err(|e| StepError::new(Stage::Landlock, e))?;
-    }
-    for (i, filter) in plan.seccomp.iter().enumerate() {
-        seccomp::install(filter).map_err(|e| StepError::at(Stage::Seccomp, i, e))?;
     }
     Ok(())
 }

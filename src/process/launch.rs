@@ -6,9 +6,7 @@ use std::ffi::CString;
 
 use crate::fs::MountPlan;
 use crate::process::rlimits::Rlimit;
-use crate::security::capabilities::CapPlan;
-use crate::security::landlock::LandlockPlan;
-use crate::security::user::Identity;
+use crate::security::privileges::Privileges;
 
 /// argv or envp: owned C strings plus the NULL-terminated pointer array execve takes.
 #[derive(Debug)]
@@ -58,12 +56,7 @@ pub struct LaunchPlan {
     pub mounts: MountPlan,
     pub workdir: Workdir,
     pub rlimits: Vec<Rlimit>,
-    pub identity: Identity,
-    /// setgroups(2) is allowed (not in a rootless user namespace).
-    pub set_groups: bool,
-    pub caps: CapPlan,
-    pub landlock: Option<LandlockPlan>,
-    pub seccomp: Vec<crate::security::seccomp::Program>,
+    pub privileges: Privileges,
     /// Run hydra's pid-1 init in front of the command.
     pub init: bool,
     /// stdio is a pty: the command takes it as its controlling terminal.

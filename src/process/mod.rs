@@ -27,9 +27,8 @@ use crate::cgroups::{self, Accounting, Cgroup, CgroupError};
 use crate::config::{ProcessSpec, SpecError};
 use crate::fs::{self, PlanError, PlanOptions};
 use crate::kernel::state::{StateDir, StateError};
-use crate::security::capabilities::CapPlan;
-use crate::security::landlock::LandlockPlan;
-use crate::security::seccomp::{self, SeccompError};
+use crate::security::privileges::Privileges;
+use crate::security::seccomp::SeccompError;
 use crate::security::user::{self, UserError};
 use crate::security::{idmap, SecurityLevel};
 use launch::{CStringArray, ExecPlan, LaunchPlan, Workdir};
@@ -182,17 +181,9 @@ pub fn prepare(
             attached: extras.attached,
         },
     )?;
-    let landlock = if level.landlock() {
-        let plan = LandlockPlan::new(landlock_paths(spec)?);
-        if plan.is_none() {
-            warnings.push(
-                "Landlock is not available: strict relies on its read-only root alone".into(),
-            );
-        }
-        plan
-    } else {
-        None
-    };
+    let env = environment(spec, &identity.home, terminal);
+    let (privileges, more) = Privileges::new(level, identity, rootless, landlock_paths(spec)?)?;
+    warnings.extend(more);
     let can_raise = !rootless
         && caps::has_cap(
             None,
@@ -200,18 +191,13 @@ pub fn prepare(
             caps::Capability::CAP_SYS_RESOURCE,
         )
         .unwrap_or(false);
-    let env = environment(spec, &identity.home, terminal);
     let plan = LaunchPlan {
         hostname: cstring(&spec.hostname)?,
         loopback: spec.net.own_namespace(),
         mounts,
         workdir: workdir(spec)?,
         rlimits: rlimits::plan(&spec.limits, can_raise)?,
-        identity,
-        set_groups: !rootless,
-        caps: CapPlan::new(level),
-        landlock,
-        seccomp: seccomp::filters(level)?,
+        privileges,
         init: spec.init,
         terminal,
         stdio: extras.stdio,

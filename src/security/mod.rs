@@ -6,6 +6,7 @@ pub mod capabilities;
 pub mod idmap;
 pub mod landlock;
 pub mod level;
+pub mod privileges;
 pub mod seccomp;
 pub mod user;
 
