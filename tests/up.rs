@@ -379,3 +379,55 @@ fn ten_up_down_cycles_leave_nothing() {
         assert_host_clean(&app.name, Path::new("/run/hydra"));
     }
 }
+
+#[test]
+fn exec_joins_the_process_namespaces_files_and_privileges() {
+    let app = App::new(
+        "up-exec",
+        "processes:\n  - {name: web, command: sh -c 'echo inside > /tmp/mark; sleep 1000', env: {GREETING: hi}}\n",
+    );
+    app.up_detached();
+    app.wait_for("web running", |ps| {
+        ps.iter().any(|p| p["state"] == "running")
+    });
+    let target = format!("{}/web", app.name);
+    // Give the command a moment to write its file.
+    std::thread::sleep(Duration::from_millis(200));
+    let out = Hydra::bare()
+        .args(["exec", &target, "--"])
+        .args([
+            "sh",
+            "-c",
+            "hostname; cat /tmp/mark; echo $GREETING; ps -o comm | grep -cx sleep; \
+             grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; hydra-probe mount; true",
+        ])
+        .output();
+    out.assert_ok();
+    let lines = out.lines();
+    assert_eq!(lines[0], "web", "{out}");
+    assert_eq!(
+        lines[1], "inside",
+        "the exec does not see the process's files\n{out}"
+    );
+    assert_eq!(lines[2], "hi", "{out}");
+    assert_eq!(
+        lines[3], "1",
+        "the exec does not see the process's pid namespace\n{out}"
+    );
+    out.assert_stdout_contains("NoNewPrivs:\t1");
+    out.assert_stdout_contains("Seccomp:\t2");
+    assert!(!out.out().contains("mount: ok"), "exec can mount\n{out}");
+    let code = Hydra::bare()
+        .args(["exec", &target, "--", "sh", "-c", "exit 7"])
+        .output();
+    code.assert_code(7);
+    let missing = Hydra::bare()
+        .args(["exec", &target, "--", "nosuch"])
+        .output();
+    missing.assert_code(127);
+    let unknown = Hydra::bare()
+        .args(["exec", &format!("{}/nope", app.name), "--", "true"])
+        .output();
+    unknown.assert_code(125);
+    app.down().assert_ok();
+}

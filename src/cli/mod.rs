@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Errors become one line on stderr and exit
 //! code 125 (hydra's own failure), as `docker run` does.
 
+pub mod exec;
 pub mod gc;
 pub mod info;
 pub mod lifecycle;
@@ -30,6 +31,8 @@ pub enum Command {
     Ps(lifecycle::PsArgs),
     /// Show a container's (or one process's) output.
     Logs(logs::LogsArgs),
+    /// Run a command inside a running process (its namespaces, cgroup, user, security).
+    Exec(exec::ExecArgs),
     /// Stop a container's processes (or one) without restarting them.
     Stop(lifecycle::StopArgs),
     /// Stop a container and remove every kernel object it used.
@@ -53,6 +56,7 @@ pub fn main() -> i32 {
         Command::Up(args) => up::run(args),
         Command::Ps(args) => lifecycle::ps(args),
         Command::Logs(args) => logs::run(args),
+        Command::Exec(args) => exec::run(args),
         Command::Stop(args) => lifecycle::stop(args),
         Command::Down(args) => lifecycle::down(args),
         Command::Gc(args) => gc::run(args),

@@ -36,6 +36,30 @@ pub enum Request {
     },
     /// Stop everything and remove every kernel object.
     Down,
+    /// What `hydra exec` needs to join a running process.
+    Inspect {
+        process: String,
+    },
+}
+
+/// A running process as `hydra exec` joins it: its init's host pid, its cgroups, and the
+/// identity, environment, limits and security level its command got.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecInfo {
+    pub pid: i32,
+    pub cgroups: Vec<PathBuf>,
+    pub level: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub max_files: Option<u64>,
+    pub max_file_size: Option<u64>,
+    pub rootless: bool,
+    /// Paths Landlock leaves writable at `strict`.
+    pub writable: Vec<String>,
 }
 
 /// One process as `ps` shows it.
@@ -60,6 +84,8 @@ pub struct Reply {
     pub ok: bool,
     pub error: Option<String>,
     pub processes: Vec<ProcessStatus>,
+    #[serde(default)]
+    pub exec: Option<ExecInfo>,
 }
 
 impl Reply {
@@ -68,6 +94,7 @@ impl Reply {
             ok: true,
             error: None,
             processes,
+            exec: None,
         }
     }
 
@@ -76,6 +103,7 @@ impl Reply {
             ok: false,
             error: Some(message.into()),
             processes: Vec::new(),
+            exec: None,
         }
     }
 }

@@ -420,6 +420,7 @@ impl Supervisor {
             let reply = match control::read_request(&stream) {
                 Some(Request::Ps) => Reply::ok(self.status()),
                 Some(Request::Stop { process }) => self.stop(process.as_deref()),
+                Some(Request::Inspect { process }) => self.inspect(&process),
                 Some(Request::Down) => {
                     self.begin_shutdown();
                     Reply::ok(self.status())
@@ -612,6 +613,49 @@ impl Supervisor {
                 supervise::kill_and_reap(&live.launched.child);
             }
         }
+    }
+
+    /// What `hydra exec` needs to join `process`.
+    fn inspect(&self, process: &str) -> Reply {
+        let Some(slot) = self.slots.iter().find(|s| s.planned.spec.name == process) else {
+            return Reply::error(format!("no process named '{process}'"));
+        };
+        let Some(live) = &slot.live else {
+            return Reply::error(format!("{process} is not running ({})", slot.phase.name()));
+        };
+        let spec = &slot.planned.spec;
+        let identity = &live.plan.privileges.identity;
+        let env = live
+            .plan
+            .exec
+            .envp
+            .strings()
+            .iter()
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        let named: Vec<_> = slot
+            .planned
+            .volumes
+            .iter()
+            .map(|(v, t, ro)| (-1, v.clone(), t.clone(), *ro))
+            .collect();
+        let mut reply = Reply::ok(Vec::new());
+        reply.exec = Some(control::ExecInfo {
+            pid: live.launched.child.pid.as_raw(),
+            cgroups: slot.cgroup.as_ref().map(Cgroup::dirs).unwrap_or_default(),
+            level: spec.security.name().to_string(),
+            uid: identity.uid,
+            gid: identity.gid,
+            groups: identity.groups.clone(),
+            home: identity.home.clone(),
+            env,
+            workdir: live.plan.workdir.path.to_string_lossy().into_owned(),
+            max_files: spec.limits.max_files,
+            max_file_size: spec.limits.max_file_size,
+            rootless: process::rootless(),
+            writable: process::writable_paths(spec, &named),
+        });
+        reply
     }
 
     fn status(&self) -> Vec<ProcessStatus> {

@@ -7,6 +7,7 @@ pub mod clone;
 pub mod exec;
 pub mod handshake;
 pub mod init;
+pub mod join;
 pub mod launch;
 pub mod outcome;
 pub mod pty;
@@ -128,13 +129,21 @@ fn workdir(spec: &ProcessSpec) -> Result<Workdir, ProcessError> {
     })
 }
 
-/// Where writes stay allowed under Landlock: the writable tmpfs, /dev, read-write volumes.
-fn landlock_paths(spec: &ProcessSpec) -> Result<Vec<CString>, ProcessError> {
-    let mut paths = vec![cstring("/tmp")?, cstring("/dev")?];
-    for v in spec.volumes.iter().filter(|v| !v.read_only) {
-        paths.push(cstring(&v.target)?);
-    }
-    Ok(paths)
+/// Where writes stay allowed under Landlock: the writable tmpfs, /dev, read-write volumes
+/// (bound host paths and named volumes).
+pub fn writable_paths(
+    spec: &ProcessSpec,
+    attached: &[(RawFd, String, String, bool)],
+) -> Vec<String> {
+    let mut paths = vec!["/tmp".to_string(), "/dev".to_string()];
+    paths.extend(
+        spec.volumes
+            .iter()
+            .filter(|v| !v.read_only)
+            .map(|v| v.target.clone()),
+    );
+    paths.extend(attached.iter().filter(|a| !a.3).map(|a| a.2.clone()));
+    paths
 }
 
 /// Everything prepared before clone, plus the warnings to print.
@@ -166,6 +175,10 @@ pub fn prepare(
     let rootfs = fs::plan::check_rootfs(&spec.rootfs)?;
     let identity = user::resolve(&rootfs, spec.user.as_ref(), rootless)?;
     let level = spec.security;
+    let writable = writable_paths(spec, &extras.attached)
+        .iter()
+        .map(|p| cstring(p))
+        .collect::<Result<_, _>>()?;
     let mut warnings = Vec::new();
     if level == SecurityLevel::Minimal {
         warnings.push("security level minimal: no seccomp filter (for debugging only)".to_string());
@@ -182,7 +195,7 @@ pub fn prepare(
         },
     )?;
     let env = environment(spec, &identity.home, terminal);
-    let (privileges, more) = Privileges::new(level, identity, rootless, landlock_paths(spec)?)?;
+    let (privileges, more) = Privileges::new(level, identity, rootless, writable)?;
     warnings.extend(more);
     let can_raise = !rootless
         && caps::has_cap(
