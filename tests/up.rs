@@ -431,3 +431,48 @@ fn exec_joins_the_process_namespaces_files_and_privileges() {
     unknown.assert_code(125);
     app.down().assert_ok();
 }
+
+#[test]
+fn healthchecks_run_inside_the_process_and_show_in_ps() {
+    let app = App::new(
+        "up-health",
+        "processes:\n  - name: good\n    command: sh -c 'sleep 0.3; touch /tmp/ready; sleep 1000'\n    healthcheck: {command: test -f /tmp/ready, interval: 100ms, timeout: 2s, retries: 2}\n  - name: bad\n    command: sleep 1000\n    healthcheck: {command: 'false', interval: 100ms, timeout: 2s, retries: 2}\n",
+    );
+    app.up_detached();
+    app.wait_for("good healthy and bad unhealthy", |ps| {
+        ps.iter()
+            .any(|p| p["process"] == "good" && p["health"] == "healthy")
+            && ps
+                .iter()
+                .any(|p| p["process"] == "bad" && p["health"] == "unhealthy")
+    });
+    app.down().assert_ok();
+}
+
+#[test]
+fn priority_sets_nice_and_the_cpu_weight() {
+    let app = App::new(
+        "up-prio",
+        "processes:\n  - {name: low, command: sh -c 'cut -d\" \" -f19 /proc/self/stat; sleep 1000', priority: 5}\n",
+    );
+    app.up_detached();
+    app.wait_for("low running", |ps| {
+        ps.iter().any(|p| p["state"] == "running")
+    });
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = Hydra::bare()
+            .args(["logs", &format!("{}/low", app.name)])
+            .output();
+        if logs.out().trim() == "5" {
+            break;
+        }
+        assert!(Instant::now() < end, "nice is not 5\n{logs}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if v1("cpu") {
+        let shares = read_trim(&cgroup("cpu", &format!("{}/low", app.name)).join("cpu.shares"));
+        assert_eq!(shares, "336", "cpu.shares for nice 5");
+    }
+    app.down().assert_ok();
+}

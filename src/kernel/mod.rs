@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod gc;
+pub mod health;
 pub mod logs;
 pub mod plan;
 pub mod state;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::config::{AppSpec, ImageSource, Limits, ProcessSpec, RestartPolicy};
+use crate::config::{AppSpec, HealthcheckDef, ImageSource, Limits, ProcessSpec, RestartPolicy};
 use crate::net::NetMode;
 
 #[derive(Debug, Error)]
@@ -27,6 +27,7 @@ pub struct PlannedProcess {
     pub restart: RestartPolicy,
     /// nice value (and cpu weight).
     pub priority: Option<i32>,
+    pub healthcheck: Option<HealthcheckDef>,
     /// Named volumes: (volume, target, read_only).
     pub volumes: Vec<(String, String, bool)>,
 }
@@ -70,12 +71,6 @@ pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
     }
     let mut processes = Vec::new();
     for def in app.start_order() {
-        if def.healthcheck.is_some() {
-            return Err(PlanError::Unsupported {
-                file,
-                what: "healthchecks",
-            });
-        }
         for name in def.instance_names() {
             let mut limits = def.limits.clone();
             limits.max_files = app.resources.max_files;
@@ -101,6 +96,7 @@ pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
                 spec,
                 restart: def.restart.clone(),
                 priority: def.priority,
+                healthcheck: def.healthcheck.clone(),
                 volumes: def
                     .volumes
                     .iter()

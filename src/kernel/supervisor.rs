@@ -15,6 +15,7 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use thiserror::Error;
 
 use super::control::{self, ProcessStatus, Reply, Request};
+use super::health::{Checker, Health};
 use super::logs::{self, LogFile};
 use super::plan::{Plan, PlannedProcess};
 use super::state::{StateDir, StateError};
@@ -103,6 +104,8 @@ struct Slot {
     stop_requested: bool,
     /// SIGTERM was sent; SIGKILL follows at this instant.
     kill_at: Option<Instant>,
+    /// The healthcheck of the current run, if the process has one.
+    checker: Option<Checker>,
 }
 
 /// How output reaches the terminal of a foreground `up`.
@@ -202,6 +205,7 @@ impl Supervisor {
                 restart_at: None,
                 stop_requested: false,
                 kill_at: None,
+                checker: None,
             })
             .collect();
         Ok(Supervisor {
@@ -303,6 +307,7 @@ impl Supervisor {
         });
         slot.phase = Phase::Running;
         slot.restart_at = None;
+        slot.checker = slot.planned.healthcheck.clone().map(Checker::new);
         Ok(())
     }
 
@@ -330,7 +335,14 @@ impl Supervisor {
     fn next_deadline(&self) -> Option<Instant> {
         self.slots
             .iter()
-            .flat_map(|s| [s.restart_at, s.live.as_ref().and(s.kill_at)])
+            .flat_map(|s| {
+                let health = s
+                    .live
+                    .as_ref()
+                    .and(s.checker.as_ref())
+                    .map(Checker::deadline);
+                [s.restart_at, s.live.as_ref().and(s.kill_at), health]
+            })
             .flatten()
             .min()
     }
@@ -488,6 +500,9 @@ impl Supervisor {
         let Some(mut live) = slot.live.take() else {
             return;
         };
+        if let Some(checker) = slot.checker.as_mut() {
+            checker.cancel();
+        }
         while live.channel_open {
             match handshake::receive(&live.launched.channel) {
                 Received::Failure(e) => live.failure = live.failure.or(Some(e)),
@@ -555,6 +570,14 @@ impl Supervisor {
                     supervise::send_signal(&live.launched.child, libc::SIGKILL);
                     slot.kill_at = None;
                 }
+            }
+        }
+        for slot in &mut self.slots {
+            if let (Some(_), Some(checker)) = (&slot.live, slot.checker.as_mut()) {
+                checker.tick(&format!(
+                    "{}/{}",
+                    self.plan.container, slot.planned.spec.name
+                ));
             }
         }
         let due: Vec<usize> = (0..self.slots.len())
@@ -667,7 +690,13 @@ impl Supervisor {
                 pid: slot.live.as_ref().map(|l| l.launched.child.pid.as_raw()),
                 state: slot.phase.name(),
                 restarts: slot.restarts,
-                health: "none".into(),
+                health: slot
+                    .checker
+                    .as_ref()
+                    .filter(|_| slot.live.is_some())
+                    .map_or(Health::None, |c| c.health)
+                    .name()
+                    .into(),
                 uptime_secs: slot.live.as_ref().map(|l| l.started.elapsed().as_secs()),
                 exit_code: match slot.phase {
                     Phase::Exited(c) | Phase::Failed(c) => Some(c),

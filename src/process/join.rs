@@ -163,6 +163,9 @@ fn enter(
     envp: &CStringArray,
     program: &str,
 ) -> ! {
+    // An exec (a healthcheck probe, say) dies with the hydra that started it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     let fail = |what: String| -> ! {
         eprintln!("hydra: exec: {what}");
         // SAFETY: leaving the forked child.
