@@ -230,3 +230,14 @@ fn untrapped_sigterm_kills_the_command_with_143() {
     let out = r.wait();
     out.assert_code(128 + libc::SIGTERM);
 }
+
+#[test]
+fn the_init_shows_no_host_path_or_hydra_arguments() {
+    require_root();
+    let out = Hydra::run("init-argv")
+        .sh("tr '\\0' ' ' < /proc/1/cmdline")
+        .output();
+    out.assert_ok();
+    assert_eq!(out.out().trim(), "hydra-init", "{out}");
+    assert!(!out.out().contains("rootfs"), "{out}");
+}

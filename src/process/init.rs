@@ -44,6 +44,22 @@ pub fn status_code(status: libc::c_int) -> i32 {
     }
 }
 
+/// Blanks the argv this process inherited from hydra and writes `hydra-init` there.
+fn rename(area: Option<(usize, usize)>) {
+    const NAME: &[u8] = b"hydra-init";
+    let Some((start, end)) = area else { return };
+    // SAFETY: [start, end) is this process's own argv area (from /proc/self/stat before clone;
+    // the child has a private copy of it), writable stack memory.
+    unsafe {
+        std::ptr::write_bytes(start as *mut u8, 0, end - start);
+        std::ptr::copy_nonoverlapping(
+            NAME.as_ptr(),
+            start as *mut u8,
+            NAME.len().min(end - start - 1),
+        );
+    }
+}
+
 /// Runs as pid 1 until the command exits; never returns.
 pub fn run(plan: &LaunchPlan, sock: RawFd) -> ! {
     let set = wait_set();
@@ -59,6 +75,7 @@ pub fn run(plan: &LaunchPlan, sock: RawFd) -> ! {
     if pid == 0 {
         command(plan, sock);
     }
+    rename(plan.argv_area);
     // Only the command keeps the channel: its exec closes it, which tells the parent.
     // SAFETY: closing our copy of the channel.
     unsafe { libc::close(sock) };

@@ -65,6 +65,9 @@ pub struct LaunchPlan {
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
     /// nice value, set while the process may still raise its priority.
     pub nice: Option<i32>,
+    /// Where hydra's own argv lives ([start, end) from /proc/self/stat): the init, a fork of
+    /// hydra, blanks it so `ps` inside shows no host path or hydra arguments.
+    pub argv_area: Option<(usize, usize)>,
     pub exec: ExecPlan,
 }
 
@@ -82,6 +85,17 @@ pub fn exec_candidates(command: &str, path: &str) -> Vec<String> {
             format!("{}/{command}", dir.trim_end_matches('/'))
         })
         .collect()
+}
+
+/// [arg_start, arg_end) of the calling process, from /proc/self/stat (fields 48 and 49).
+pub fn own_argv_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3.
+    let start: usize = fields.get(48 - 3)?.parse().ok()?;
+    let end: usize = fields.get(49 - 3)?.parse().ok()?;
+    (start != 0 && end > start && end - start < (1 << 20)).then_some((start, end))
 }
 
 /// `/a/b/c` → [`/a`, `/a/b`, `/a/b/c`], for mkdir -p in the child.
@@ -108,6 +122,15 @@ mod tests {
             exec_candidates("ls", "/usr/bin:/bin/:"),
             vec!["/usr/bin/ls", "/bin/ls", "./ls"]
         );
+    }
+
+    #[test]
+    fn the_argv_area_holds_our_arguments() {
+        let (start, end) = own_argv_area().expect("argv area");
+        // SAFETY: reading our own argv strings, which live for the whole process.
+        let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, end - start) };
+        let first = std::env::args().next().unwrap_or_default();
+        assert!(bytes.starts_with(first.as_bytes()));
     }
 
     #[test]

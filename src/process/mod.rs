@@ -215,6 +215,7 @@ pub fn prepare(
         terminal,
         stdio: extras.stdio,
         nice: extras.nice,
+        argv_area: launch::own_argv_area(),
         exec: exec_plan(spec, &env)?,
     };
     Ok(Prepared { plan, warnings })
