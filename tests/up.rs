@@ -476,3 +476,21 @@ fn priority_sets_nice_and_the_cpu_weight() {
     }
     app.down().assert_ok();
 }
+
+#[test]
+fn logs_follow_new_output_until_the_container_goes() {
+    let app = App::new(
+        "up-logs",
+        "processes:\n  - {name: p, command: sh -c 'for i in 1 2 3 4 5; do echo line $i; sleep 0.1; done; sleep 1000'}\n",
+    );
+    app.up_detached();
+    let mut follow = Hydra::bare()
+        .args(["logs", "-f", &format!("{}/p", app.name)])
+        .spawn();
+    follow.wait_for_stdout("line 5");
+    app.down().assert_ok();
+    let out = follow.wait();
+    out.assert_ok();
+    let want: Vec<String> = (1..=5).map(|i| format!("line {i}")).collect();
+    assert_eq!(out.lines(), want, "{out}");
+}
