@@ -494,3 +494,50 @@ fn logs_follow_new_output_until_the_container_goes() {
     let want: Vec<String> = (1..=5).map(|i| format!("line {i}")).collect();
     assert_eq!(out.lines(), want, "{out}");
 }
+
+fn stats_rows(name: &str) -> Vec<serde_json::Value> {
+    let out = Hydra::bare()
+        .args(["stats", "--no-stream", "--json", name])
+        .output();
+    out.assert_ok();
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stats --json: {e}\n{out}"))
+}
+
+#[test]
+fn stats_report_cpu_memory_and_oom_kills_from_the_cgroups() {
+    let app = App::new(
+        "up-stats",
+        "processes:\n  - {name: busy, command: sh -c 'while :; do :; done'}\n  - {name: hog, command: sh -c 'dd if=/dev/zero of=/dev/shm/hog bs=1M count=40; sleep 1000'}\n  - {name: oomer, command: hydra-probe alloc 100, limits: {memory: 32MB}}\n",
+    );
+    app.up_detached();
+    app.wait_for("oomer killed", |ps| {
+        ps.iter()
+            .any(|p| p["process"] == "oomer" && p["exit_code"] == 137)
+    });
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = stats_rows(&app.name);
+        let row = |p: &str| {
+            rows.iter()
+                .find(|r| r["process"] == p)
+                .cloned()
+                .unwrap_or_else(|| panic!("{p} missing: {rows:#?}"))
+        };
+        let busy_cpu = row("busy")["cpu_percent"].as_f64().unwrap_or(0.0);
+        let hog_mem = row("hog")["memory_bytes"].as_u64().unwrap_or(0);
+        let ooms = row("oomer")["oom_kills"].as_u64().unwrap_or(0);
+        let container = rows
+            .iter()
+            .find(|r| r["process"].is_null())
+            .expect("container row");
+        if busy_cpu > 10.0 && hog_mem > 30 << 20 && ooms >= 1 {
+            assert!(container["memory_bytes"].as_u64().unwrap_or(0) >= hog_mem);
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "stats never showed the load: {rows:#?}"
+        );
+    }
+    app.down().assert_ok();
+}

@@ -4,6 +4,7 @@
 pub mod files;
 pub mod limits;
 pub mod mode;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 

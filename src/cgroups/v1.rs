@@ -10,7 +10,7 @@ use super::limits::Values;
 use super::{Accounting, CgroupError, Events};
 
 /// The controllers hydra uses on v1.
-const CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
+const CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "blkio"];
 
 /// The controllers a cgroup with these limits lives in.
 fn needed(values: &Values, accounting: Accounting) -> Vec<&'static str> {

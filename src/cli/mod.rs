@@ -7,6 +7,7 @@ pub mod info;
 pub mod lifecycle;
 pub mod logs;
 pub mod run;
+pub mod stats;
 pub mod up;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ pub enum Command {
     Ps(lifecycle::PsArgs),
     /// Show a container's (or one process's) output.
     Logs(logs::LogsArgs),
+    /// CPU, memory, pids, OOM kills, restarts and block I/O of running containers.
+    Stats(stats::StatsArgs),
     /// Run a command inside a running process (its namespaces, cgroup, user, security).
     Exec(exec::ExecArgs),
     /// Stop a container's processes (or one) without restarting them.
@@ -56,6 +59,7 @@ pub fn main() -> i32 {
         Command::Up(args) => up::run(args),
         Command::Ps(args) => lifecycle::ps(args),
         Command::Logs(args) => logs::run(args),
+        Command::Stats(args) => stats::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Stop(args) => lifecycle::stop(args),
         Command::Down(args) => lifecycle::down(args),

@@ -1,0 +1,190 @@
+//! `hydra stats [NAME] [--no-stream] [--json]`: CPU, memory, pids, OOM kills, restarts and block
+//! I/O per process and per container, read from the cgroups, like `docker stats`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use clap::Args;
+use serde::Serialize;
+
+use crate::cgroups::stats::{self, Sample};
+use crate::config::units::format_size;
+use crate::kernel::control::{self, Request};
+use crate::kernel::state::base_dir;
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// One container; default: every running one.
+    pub name: Option<String>,
+    /// Print one reading and exit.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// One reading as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A row: a container (process `None`) or one of its processes, and where its counters are.
+struct Target {
+    container: String,
+    process: Option<String>,
+    restarts: u32,
+    dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    container: String,
+    process: Option<String>,
+    cpu_percent: f64,
+    memory_bytes: u64,
+    memory_limit_bytes: Option<u64>,
+    pids: u64,
+    oom_kills: u64,
+    restarts: u32,
+    io_read_bytes: u64,
+    io_write_bytes: u64,
+}
+
+fn containers(name: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let base = base_dir();
+    if let Some(n) = name {
+        let dir = base.join(n);
+        if !dir.join(control::SOCKET).exists() {
+            return Err(anyhow!("no running container named '{n}'"));
+        }
+        return Ok(vec![(n.to_string(), dir)]);
+    }
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(&base)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .filter(|(_, p)| p.join(control::SOCKET).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    Ok(found)
+}
+
+fn targets(name: Option<&str>) -> anyhow::Result<Vec<Target>> {
+    let mut all = Vec::new();
+    for (container, dir) in containers(name)? {
+        let Ok(reply) = control::request(&container, &dir, &Request::Ps) else {
+            continue;
+        };
+        // The container's cgroup is the parent of each process's, in every hierarchy.
+        let mut parents: Vec<PathBuf> = Vec::new();
+        for p in &reply.processes {
+            for d in p.cgroups.iter().filter_map(|d| d.parent()) {
+                if !parents.iter().any(|x| x == d) {
+                    parents.push(d.to_path_buf());
+                }
+            }
+        }
+        all.push(Target {
+            container: container.clone(),
+            process: None,
+            restarts: reply.processes.iter().map(|p| p.restarts).sum(),
+            dirs: parents,
+        });
+        all.extend(reply.processes.into_iter().map(|p| Target {
+            container: container.clone(),
+            process: Some(p.process),
+            restarts: p.restarts,
+            dirs: p.cgroups,
+        }));
+    }
+    Ok(all)
+}
+
+/// Two readings `gap` apart give CPU %.
+fn rows(targets: &[Target], before: &[Sample], gap: Duration) -> Vec<Row> {
+    targets
+        .iter()
+        .zip(before)
+        .map(|(t, b)| {
+            let now = stats::read(&t.dirs);
+            let cpu = now.cpu_ns.saturating_sub(b.cpu_ns) as f64;
+            Row {
+                container: t.container.clone(),
+                process: t.process.clone(),
+                cpu_percent: (cpu / gap.as_nanos().max(1) as f64 * 1000.0).round() / 10.0,
+                memory_bytes: now.memory_bytes,
+                memory_limit_bytes: now.memory_limit,
+                pids: now.pids,
+                oom_kills: now.oom_kills,
+                restarts: t.restarts,
+                io_read_bytes: now.io_read_bytes,
+                io_write_bytes: now.io_write_bytes,
+            }
+        })
+        .collect()
+}
+
+fn sample(targets: &[Target], gap: Duration) -> Vec<Row> {
+    let before: Vec<Sample> = targets.iter().map(|t| stats::read(&t.dirs)).collect();
+    let start = Instant::now();
+    std::thread::sleep(gap);
+    rows(targets, &before, start.elapsed())
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = format!(
+        "{:<20} {:<16} {:>7} {:>22} {:>6} {:>4} {:>8} {:>21}\n",
+        "CONTAINER",
+        "PROCESS",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "PIDS",
+        "OOM",
+        "RESTARTS",
+        "BLOCK I/O"
+    );
+    for r in rows {
+        let limit = r
+            .memory_limit_bytes
+            .map_or_else(|| "no limit".to_string(), format_size);
+        out.push_str(&format!(
+            "{:<20} {:<16} {:>6.1}% {:>22} {:>6} {:>4} {:>8} {:>21}\n",
+            r.container,
+            r.process.as_deref().unwrap_or("(container)"),
+            r.cpu_percent,
+            format!("{} / {limit}", format_size(r.memory_bytes)),
+            r.pids,
+            r.oom_kills,
+            r.restarts,
+            format!(
+                "{} / {}",
+                format_size(r.io_read_bytes),
+                format_size(r.io_write_bytes)
+            ),
+        ));
+    }
+    out
+}
+
+pub fn run(args: StatsArgs) -> anyhow::Result<i32> {
+    if args.json || args.no_stream {
+        let rows = sample(&targets(args.name.as_deref())?, Duration::from_millis(500));
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            print!("{}", table(&rows));
+        }
+        return Ok(0);
+    }
+    // Live: a fresh reading every second until Ctrl-C or until nothing runs any more.
+    loop {
+        let targets = targets(args.name.as_deref())?;
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        let rows = sample(&targets, Duration::from_secs(1));
+        let mut out = std::io::stdout().lock();
+        write!(out, "\x1b[2J\x1b[H{}", table(&rows))?;
+        out.flush()?;
+    }
+}
