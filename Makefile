@@ -6,7 +6,7 @@ CARGO ?= cargo
 LOCKED := $(if $(wildcard Cargo.lock),--locked,)
 SNAPSHOT := hack/.cache/host-before-test.txt
 
-.PHONY: all deps deps-bench rootfs build lint test demo bench-start bench clean-host
+.PHONY: all deps deps-bench rootfs build lint test demo bench-start bench-up bench clean-host
 
 all: build
 
@@ -40,6 +40,9 @@ demo: deps rootfs build
 
 bench-start: deps-bench rootfs
 	hack/bench-start.sh
+
+bench-up: deps-bench rootfs
+	hack/bench-up.sh
 
 bench: deps-bench rootfs
 	hack/bench.sh

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# All benchmarks (`make bench`). For now only start-up; later benches are added here.
+# All benchmarks (`make bench`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 hack/bench-start.sh
+hack/bench-up.sh
