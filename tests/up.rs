@@ -541,3 +541,18 @@ fn stats_report_cpu_memory_and_oom_kills_from_the_cgroups() {
     }
     app.down().assert_ok();
 }
+
+#[test]
+fn what_hydra_cannot_run_yet_is_refused_not_ignored() {
+    let app = App::new(
+        "up-partial",
+        "isolation:\n  mode: partial\n  ports: [{internal: 8080, external: 18080, process: s}]\nprocesses:\n  - {name: s, command: sleep 1}\n",
+    );
+    let out = Hydra::bare()
+        .args(["up", "-d", "-f"])
+        .arg(app.file())
+        .output();
+    out.assert_code(125);
+    assert!(out.one_stderr_line().contains("partial"), "{out}");
+    assert!(!Path::new("/run/hydra").join(&app.name).exists());
+}
