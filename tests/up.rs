@@ -556,3 +556,21 @@ fn what_hydra_cannot_run_yet_is_refused_not_ignored() {
     assert!(out.one_stderr_line().contains("partial"), "{out}");
     assert!(!Path::new("/run/hydra").join(&app.name).exists());
 }
+
+#[test]
+fn a_process_that_cannot_start_brings_up_down_and_leaves_nothing() {
+    let app = App::new(
+        "up-nostart",
+        "processes:\n  - {name: a, command: sleep 1000}\n  - {name: b, command: sleep 1000, user: nosuchuser}\n",
+    );
+    let out = Hydra::bare()
+        .args(["up", "-d", "-f"])
+        .arg(app.file())
+        .output();
+    out.assert_code(125);
+    assert!(out.one_stderr_line().contains("nosuchuser"), "{out}");
+    assert_host_clean(&app.name, Path::new("/run/hydra"));
+    let fg = Hydra::bare().args(["up", "-f"]).arg(app.file()).output();
+    fg.assert_code(125);
+    assert_host_clean(&app.name, Path::new("/run/hydra"));
+}

@@ -226,10 +226,6 @@ impl Supervisor {
         &self.warnings
     }
 
-    pub fn container(&self) -> &str {
-        &self.plan.container
-    }
-
     /// Starts every process in plan order. A process that cannot be started (a set-up step
     /// failed) stops `up`: everything started so far is brought down again.
     pub fn start_all(&mut self) -> Result<(), SupervisorError> {
@@ -312,15 +308,11 @@ impl Supervisor {
     }
 
     /// Runs until every process is done or the container is brought down. Returns after
-    /// everything is removed.
+    /// everything is removed (dropping the supervisor removes it, on every path).
     pub fn run(mut self) -> Result<(), SupervisorError> {
-        loop {
-            if self.finished() {
-                break;
-            }
+        while !self.finished() {
             self.step()?;
         }
-        self.teardown();
         Ok(())
     }
 
@@ -706,10 +698,13 @@ impl Supervisor {
             })
             .collect()
     }
+}
 
-    /// Removes every kernel object: process cgroups, the container cgroup, volumes, the state
-    /// directory (last, so a crash in between leaves the record for gc).
-    fn teardown(mut self) {
+impl Drop for Supervisor {
+    /// Removes every kernel object: processes, process cgroups, the container cgroup, volumes,
+    /// the state directory (last, so a crash in between leaves the record for gc). Runs on every
+    /// path out of `up`, a failed start included.
+    fn drop(&mut self) {
         self.shutdown_now();
         for slot in &mut self.slots {
             if let Some(mut cg) = slot.cgroup.take() {
