@@ -399,3 +399,51 @@ fn rootless_info_says_rootless() {
         .unwrap_or_else(|e| panic!("hydra info --json is not JSON: {e}\n{out}"));
     assert_eq!(v["rootless"], serde_json::Value::Bool(true), "{out}");
 }
+
+#[test]
+fn rootless_up_ps_exec_and_down() {
+    let u = RootlessUser::new();
+    let name = unique_name("rl-up");
+    let yaml = u.dir.join("hydra.yaml");
+    fs::write(
+        &yaml,
+        format!(
+            "version: '1.0'\ncontainer: {{name: {name}, rootfs: {}}}\nresources: {{max_memory: 64MB}}\nprocesses:\n  - {{name: a, command: sh -c 'echo hi > /tmp/mark; sleep 1000'}}\n  - {{name: b, command: sleep 1000, count: 2}}\n",
+            u.rootfs().display()
+        ),
+    )
+    .unwrap();
+    host_cmd(
+        "chown",
+        &[&format!("{}:{}", u.uid, u.gid), &yaml.display().to_string()],
+    );
+    let up = u
+        .as_user(Hydra::bare())
+        .args(["up", "-d", "-f"])
+        .arg(&yaml)
+        .output();
+    up.assert_ok();
+    up.assert_stderr_contains("not enforced");
+    let ps = u.as_user(Hydra::bare()).args(["ps", "--json"]).output();
+    ps.assert_ok();
+    for p in ["\"a\"", "\"b.0\"", "\"b.1\""] {
+        ps.assert_stdout_contains(p);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let exec = u
+        .as_user(Hydra::bare())
+        .args([
+            "exec",
+            &format!("{name}/a"),
+            "--",
+            "sh",
+            "-c",
+            "id -u; cat /tmp/mark",
+        ])
+        .output();
+    exec.assert_ok();
+    assert_eq!(exec.lines(), ["0", "hi"], "{exec}");
+    let down = u.as_user(Hydra::bare()).args(["down", &name]).output();
+    down.assert_ok();
+    assert!(!u.state_root().join(&name).exists());
+}

@@ -62,6 +62,9 @@ fn detach(plan: plan::Plan) -> anyhow::Result<i32> {
             });
             match started {
                 Ok(supervisor) => {
+                    for w in supervisor.warnings() {
+                        let _ = writeln!(report, "warning: {w}");
+                    }
                     let _ = report.write_all(b"ok\n");
                     drop(report);
                     let code = i32::from(supervisor.run().is_err());
@@ -77,7 +80,12 @@ fn detach(plan: plan::Plan) -> anyhow::Result<i32> {
             drop(write_end);
             let mut answer = String::new();
             std::fs::File::from(read_end).read_to_string(&mut answer)?;
-            match answer.trim() {
+            let mut lines: Vec<&str> = answer.lines().collect();
+            let last = lines.pop().unwrap_or("");
+            for warning in lines {
+                eprintln!("hydra: {warning}");
+            }
+            match last {
                 "ok" => {
                     println!("{name}");
                     Ok(0)

@@ -79,6 +79,20 @@ fn join_cgroups(dirs: &[std::path::PathBuf]) -> Result<(), JoinError> {
     Ok(())
 }
 
+/// The pid whose namespaces to join. hydra's init is non-dumpable and its memory belongs to the
+/// host's user namespace, so an unprivileged caller may not join through it; rootless, the
+/// command it runs (same namespaces, dumpable after its exec) is the way in.
+fn join_pid(info: &ExecInfo) -> i32 {
+    if !info.rootless {
+        return info.pid;
+    }
+    let children = format!("/proc/{0}/task/{0}/children", info.pid);
+    std::fs::read_to_string(children)
+        .ok()
+        .and_then(|c| c.split_whitespace().next()?.parse().ok())
+        .unwrap_or(info.pid)
+}
+
 /// Runs `command` inside the process `info` describes; returns its exit code.
 pub fn exec(info: &ExecInfo, command: &[String]) -> Result<i32, JoinError> {
     let level = SecurityLevel::from_str(&info.level, true)
@@ -110,7 +124,7 @@ pub fn exec(info: &ExecInfo, command: &[String]) -> Result<i32, JoinError> {
         CString::new(info.workdir.as_str()).map_err(|_| JoinError::Nul(info.workdir.clone()))?;
     let signals = supervise::signal_fd().map_err(sys("blocking signals"))?;
 
-    let target = pidfd_open(info.pid).map_err(sys("finding the process"))?;
+    let target = pidfd_open(join_pid(info)).map_err(sys("finding the process"))?;
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     join_cgroups(&info.cgroups)?;
