@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A short tour of what `hydra run` isolates (`make demo`). Each step says what it shows, runs it
+# A short tour of what `hydra run` isolates and of `hydra up` (`make demo`). Each step says what it shows, runs it
 # and checks that it really happened: the script exits 0 only if every step did what it says.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -59,5 +59,55 @@ expect '^mount: Operation not permitted$'
 step "limits: 32 MiB memory, an allocation of 100 MiB is OOM-killed"
 run 137 --memory 32M -- /usr/local/bin/hydra-probe alloc 100
 expect 'killed: out of memory \(limit 32 MiB\)'
+
+
+# --- hydra up: a container of several processes from one file --------------------------------
+app=$(mktemp -d /tmp/hydra-demo.XXXXXX)
+name=demo-$$
+cleanup() { "$hydra" down "$name" >/dev/null 2>&1 || true; rm -rf "$app"; }
+trap cleanup EXIT
+cat >"$app/hydra.yaml" <<YAML
+version: '1.0'
+container: {name: $name, rootfs: $PWD/$rootfs}
+resources: {max_memory: 256MB, max_cpu: 0.5}
+volumes: [{name: shared, size: 8MB}]
+processes:
+  - name: producer
+    command: sh -c 'while :; do date > /data/now; sleep 0.2; done'
+    volumes: ['shared:/data']
+  - name: consumer
+    command: [sh, -c, 'sleep 0.5; echo "producer wrote: \$(cat /in/now)"; exec sleep 1000']
+    volumes: ['shared:/in:ro']
+    depends_on: [producer]
+  - {name: worker, command: sh -c 'while :; do :; done', count: 2, limits: {cpu: 0.2}}
+YAML
+# hyd CMD...: show and run a hydra command, keep its output in $out.
+hyd() {
+  echo "\$ hydra $(shell_words "$@")"
+  out=$("$hydra" "$@" 2>&1) || fail "hydra $* failed: $out"
+  indent <<<"$out"
+}
+
+step "hydra up: four isolated processes from one file, sharing only a named volume"
+sed 's/^/  /' "$app/hydra.yaml"
+hyd up -d -f "$app/hydra.yaml"
+hyd ps
+[[ $(grep -c ' running ' <<<"$out") -eq 4 ]] || fail "not all four processes run"
+sleep 1
+hyd logs "$name/consumer"
+expect '^producer wrote: '
+
+step "exec: a command inside the producer sees its files and only its own processes"
+hyd exec "$name/producer" -- sh -c 'hostname; ls /data; ps -o pid,comm | grep -v -e ps -e grep'
+expect '^producer$'
+expect '^now$'
+
+step "stats: the workers share the container's half CPU (cgroup limits)"
+hyd stats --no-stream "$name"
+expect 'worker.0'
+
+step "down: every process stopped, every cgroup, volume and state file removed"
+hyd down "$name"
+[[ ! -e /run/hydra/$name ]] || fail "state left in /run/hydra/$name"
 
 printf '\ndemo: every step did what it says\n'
