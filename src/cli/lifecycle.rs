@@ -8,7 +8,6 @@ use anyhow::anyhow;
 use clap::Args;
 
 use crate::kernel::control::{self, ProcessStatus, Request};
-use crate::kernel::state::base_dir;
 use crate::kernel::supervisor::GRACE;
 
 #[derive(Debug, Args)]
@@ -32,20 +31,6 @@ pub struct DownArgs {
     pub file: PathBuf,
 }
 
-/// Containers with a control socket, by name.
-fn running() -> Vec<(String, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(base_dir()) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(String, PathBuf)> = entries
-        .flatten()
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .filter(|(_, p)| p.join(control::SOCKET).exists())
-        .collect();
-    found.sort();
-    found
-}
-
 fn split_target(target: &str) -> (&str, Option<&str>) {
     match target.split_once('/') {
         Some((c, p)) => (c, Some(p)),
@@ -64,7 +49,7 @@ fn uptime(secs: Option<u64>) -> String {
 
 pub fn ps(args: PsArgs) -> anyhow::Result<i32> {
     let mut all: Vec<ProcessStatus> = Vec::new();
-    for (name, dir) in running() {
+    for (name, dir) in control::running_containers() {
         // A supervisor that went away between listing and asking is simply not shown.
         if let Ok(reply) = control::request(&name, &dir, &Request::Ps) {
             all.extend(reply.processes);
@@ -94,17 +79,9 @@ pub fn ps(args: PsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn container_dir(name: &str) -> anyhow::Result<PathBuf> {
-    let dir = base_dir().join(name);
-    if !dir.join(control::SOCKET).exists() {
-        return Err(anyhow!("no running container named '{name}'"));
-    }
-    Ok(dir)
-}
-
 pub fn stop(args: StopArgs) -> anyhow::Result<i32> {
     let (name, process) = split_target(&args.target);
-    let dir = container_dir(name)?;
+    let dir = control::container_dir(name)?;
     let request = Request::Stop {
         process: process.map(str::to_string),
     };
@@ -133,7 +110,7 @@ pub fn down(args: DownArgs) -> anyhow::Result<i32> {
                 .name
         }
     };
-    let dir = container_dir(&name)?;
+    let dir = control::container_dir(&name)?;
     control::request(&name, &dir, &Request::Down)?;
     if !wait_gone(&dir, GRACE + Duration::from_secs(10)) {
         return Err(anyhow!(

@@ -5,14 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use clap::Args;
 use serde::Serialize;
 
 use crate::cgroups::stats::{self, Sample};
 use crate::config::units::format_size;
 use crate::kernel::control::{self, Request};
-use crate::kernel::state::base_dir;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -49,24 +47,10 @@ struct Row {
 }
 
 fn containers(name: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let base = base_dir();
-    if let Some(n) = name {
-        let dir = base.join(n);
-        if !dir.join(control::SOCKET).exists() {
-            return Err(anyhow!("no running container named '{n}'"));
-        }
-        return Ok(vec![(n.to_string(), dir)]);
+    match name {
+        Some(n) => Ok(vec![(n.to_string(), control::container_dir(n)?)]),
+        None => Ok(control::running_containers()),
     }
-    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(&base)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-                .filter(|(_, p)| p.join(control::SOCKET).exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    Ok(found)
 }
 
 fn targets(name: Option<&str>) -> anyhow::Result<Vec<Target>> {

@@ -108,6 +108,30 @@ impl Reply {
     }
 }
 
+/// Running containers of the calling user (those with a control socket): (name, state dir).
+pub fn running_containers() -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(super::state::base_dir()) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(_, p)| p.join(SOCKET).exists())
+        .collect();
+    found.sort();
+    found
+}
+
+/// The state directory of the running container `name`.
+pub fn container_dir(name: &str) -> Result<PathBuf, ControlError> {
+    let dir = super::state::base_dir().join(name);
+    if dir.join(SOCKET).exists() {
+        Ok(dir)
+    } else {
+        Err(ControlError::NotRunning(name.to_string()))
+    }
+}
+
 /// Sends one request to the container whose state directory is `dir`.
 pub fn request(name: &str, dir: &Path, req: &Request) -> Result<Reply, ControlError> {
     let io = |source| ControlError::Io {
