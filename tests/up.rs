@@ -574,3 +574,14 @@ fn a_process_that_cannot_start_brings_up_down_and_leaves_nothing() {
     fg.assert_code(125);
     assert_host_clean(&app.name, Path::new("/run/hydra"));
 }
+
+#[test]
+fn a_last_line_without_newline_is_kept() {
+    let app = App::new(
+        "up-nonl",
+        "processes:\n  - {name: p, command: printf 'one\\ntwo'}\n",
+    );
+    let out = Hydra::bare().args(["up", "-f"]).arg(app.file()).output();
+    out.assert_ok();
+    assert_eq!(out.lines(), ["p | one", "p | two"], "{out}");
+}

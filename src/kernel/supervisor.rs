@@ -409,10 +409,18 @@ impl Supervisor {
     fn on_signals(&mut self) {
         while let Ok(Some(info)) = self.signals.read_signal() {
             let sig = info.ssi_signo as i32;
-            if matches!(
+            if !matches!(
                 sig,
                 libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
             ) {
+                continue;
+            }
+            if self.shutting_down {
+                // A second Ctrl-C: no more grace.
+                for slot in &mut self.slots {
+                    slot.kill_at = slot.kill_at.map(|_| Instant::now());
+                }
+            } else {
                 self.begin_shutdown();
             }
         }
@@ -446,14 +454,20 @@ impl Supervisor {
         };
         let Some(fd) = pipe.as_ref() else { return };
         let mut buf = [0u8; 16 * 1024];
-        let n = match nix::unistd::read(fd.as_fd(), &mut buf) {
+        let (n, ended) = match nix::unistd::read(fd.as_fd(), &mut buf) {
             Ok(0) | Err(_) => {
                 *pipe = None;
-                0
+                (0, true)
             }
-            Ok(n) => n,
+            Ok(n) => (n, false),
         };
-        let lines = logs::complete_lines(&mut live.pending[which], &buf[..n]);
+        let mut lines = logs::complete_lines(&mut live.pending[which], &buf[..n]);
+        if ended && !live.pending[which].is_empty() {
+            // The last line had no newline: keep it all the same.
+            let mut last = std::mem::take(&mut live.pending[which]);
+            last.push(b'\n');
+            lines.push(last);
+        }
         let slot = &mut self.slots[i];
         for line in lines {
             slot.log.write(&line);
