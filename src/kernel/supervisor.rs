@@ -19,7 +19,7 @@ use super::health::{Checker, Health};
 use super::logs::{self, LogFile};
 use super::plan::{Plan, PlannedProcess};
 use super::state::{StateDir, StateError};
-use crate::cgroups::{self, Accounting, Cgroup, CgroupError};
+use crate::cgroups::{self, Accounting, Cgroup, CgroupError, Events};
 use crate::config::RestartPolicy;
 use crate::process::handshake::{self, Received};
 use crate::process::launch::LaunchPlan;
@@ -90,6 +90,8 @@ struct Live {
     channel_open: bool,
     failure: Option<StepError>,
     started: Instant,
+    /// The cgroup's counters when this run started (they survive restarts).
+    events_at_start: Events,
 }
 
 /// One virtual process of the container.
@@ -300,6 +302,7 @@ impl Supervisor {
             channel_open: true,
             failure: None,
             started: Instant::now(),
+            events_at_start: slot.cgroup.as_ref().map(Cgroup::events).unwrap_or_default(),
         });
         slot.phase = Phase::Running;
         slot.restart_at = None;
@@ -529,7 +532,13 @@ impl Supervisor {
             signal,
             failure: live.failure,
         };
-        let events = slot.cgroup.as_ref().map(Cgroup::events).unwrap_or_default();
+        let now = slot.cgroup.as_ref().map(Cgroup::events).unwrap_or_default();
+        let events = Events {
+            oom_kills: now.oom_kills.saturating_sub(live.events_at_start.oom_kills),
+            pids_max_hits: now
+                .pids_max_hits
+                .saturating_sub(live.events_at_start.pids_max_hits),
+        };
         let outcome = outcome::decide(&live.plan, &ended, events, &slot.planned.spec.limits);
         let name = slot.planned.spec.name.clone();
         for message in &outcome.messages {
