@@ -244,3 +244,35 @@ fn max_files_limits_open_descriptors() {
         "opened {n} files with --max-files 16\n{out}"
     );
 }
+
+#[test]
+fn the_process_sees_its_own_limits_read_only_at_sys_fs_cgroup() {
+    require_root();
+    let (file, write) = if is_v1("memory") {
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "memory/memory.limit_in_bytes",
+        )
+    } else {
+        ("/sys/fs/cgroup/memory.max", "memory.max")
+    };
+    let out = Hydra::run("cg-view")
+        .args(["--memory", "64M"])
+        .sh(&format!(
+            "cat {file}; echo 1 > /sys/fs/cgroup/{write} && echo wrote; \
+             ls /sys/fs/cgroup/release_agent /sys/fs/cgroup/memory/release_agent 2>&1 | grep -c 'No such'"
+        ))
+        .output();
+    out.assert_ok();
+    let lines = out.lines();
+    assert_eq!(lines[0], "67108864", "{out}");
+    assert!(
+        !out.out().contains("wrote"),
+        "the cgroup view is writable\n{out}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"2"),
+        "a release_agent is visible\n{out}"
+    );
+}

@@ -121,6 +121,15 @@ impl Cgroup {
         }
     }
 
+    /// What the process should see at /sys/fs/cgroup (its own cgroup as the root, through its
+    /// cgroup namespace).
+    pub fn view(&self) -> crate::fs::plan::CgroupView {
+        match self {
+            Cgroup::V1(cg) => crate::fs::plan::CgroupView::V1(cg.hierarchies()),
+            Cgroup::V2(_) => crate::fs::plan::CgroupView::V2,
+        }
+    }
+
     /// The directories this cgroup consists of (one per v1 hierarchy, one on v2).
     pub fn dirs(&self) -> Vec<PathBuf> {
         match self {

@@ -175,6 +175,19 @@ impl V1Cgroup {
         dirs
     }
 
+    /// The hierarchies this cgroup lives in, as mount option strings (`memory`, `cpu,cpuacct`
+    /// when co-mounted), for mounting the process's own view of them.
+    pub fn hierarchies(&self) -> Vec<String> {
+        let mut by_dir: Vec<(&PathBuf, Vec<&str>)> = Vec::new();
+        for (controller, dir) in &self.dirs {
+            match by_dir.iter_mut().find(|(d, _)| *d == dir) {
+                Some((_, list)) => list.push(controller),
+                None => by_dir.push((dir, vec![controller])),
+            }
+        }
+        by_dir.into_iter().map(|(_, list)| list.join(",")).collect()
+    }
+
     pub fn events(&self) -> Events {
         Events {
             oom_kills: self

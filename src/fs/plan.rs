@@ -132,6 +132,15 @@ pub struct MountPlan {
     pub read_only_root: bool,
 }
 
+/// The cgroup hierarchies a process sees at /sys/fs/cgroup, read-only, rooted at its own cgroup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CgroupView {
+    /// One mount per v1 hierarchy: its controllers as mount options (`memory`, `cpu,cpuacct`).
+    V1(Vec<String>),
+    /// The unified hierarchy.
+    V2,
+}
+
 /// What shapes the plan besides the rootfs.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -143,6 +152,8 @@ pub struct PlanOptions {
     pub volumes: Vec<Volume>,
     /// Named volumes held by the supervisor: (fd, name, target, read_only).
     pub attached: Vec<(std::os::fd::RawFd, String, String, bool)>,
+    /// Mount the process's cgroups at /sys/fs/cgroup (only when it has a cgroup).
+    pub cgroup_view: Option<CgroupView>,
 }
 
 fn cstring(text: &str) -> Result<CString, PlanError> {
@@ -313,6 +324,36 @@ fn sys_ops(ops: &mut Vec<MountOp>) -> Result<(), PlanError> {
     Ok(())
 }
 
+fn cgroup_ops(ops: &mut Vec<MountOp>, view: &CgroupView, rootless: bool) -> Result<(), PlanError> {
+    const FLAGS: libc::c_ulong = libc::MS_RDONLY | NOSUID | NODEV | NOEXEC;
+    match view {
+        CgroupView::V2 => ops.push(fs("/sys/fs/cgroup", "cgroup2", FLAGS, None)?),
+        // cgroup v1 cannot be mounted inside a user namespace.
+        CgroupView::V1(_) if rootless => {}
+        CgroupView::V1(hierarchies) => {
+            ops.push(fs(
+                "/sys/fs/cgroup",
+                "tmpfs",
+                NOSUID | NODEV | NOEXEC,
+                Some("mode=755"),
+            )?);
+            for h in hierarchies {
+                ops.push(MountOp::Fs {
+                    target: Target::dir(&format!("/sys/fs/cgroup/{h}"))?,
+                    fstype: cstring("cgroup")?,
+                    flags: FLAGS,
+                    data: Some(cstring(h)?),
+                    rbind_fallback: None,
+                });
+            }
+            ops.push(MountOp::ReadOnly {
+                target: Target::optional("/sys/fs/cgroup")?,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn volume_ops(ops: &mut Vec<MountOp>, volumes: &[Volume]) -> Result<(), PlanError> {
     for volume in volumes {
         let parts = components(&volume.target);
@@ -348,6 +389,9 @@ pub fn build(rootfs: &Path, layer_dir: &Path, opts: &PlanOptions) -> Result<Moun
     proc_ops(&mut ops)?;
     dev_ops(&mut ops, opts.rootless)?;
     sys_ops(&mut ops)?;
+    if let Some(view) = &opts.cgroup_view {
+        cgroup_ops(&mut ops, view, opts.rootless)?;
+    }
     if opts.tmp_tmpfs {
         ops.push(fs("/tmp", "tmpfs", NOSUID | NODEV, Some("mode=1777"))?);
     }

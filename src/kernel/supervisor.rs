@@ -282,6 +282,7 @@ impl Supervisor {
             stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
             attached,
             nice: slot.planned.priority,
+            cgroup_view: slot.cgroup.as_ref().map(Cgroup::view),
         };
         let prepared = process::prepare(
             &slot.planned.spec,

@@ -161,6 +161,8 @@ pub struct Extras {
     pub attached: Vec<(RawFd, String, String, bool)>,
     /// nice value.
     pub nice: Option<i32>,
+    /// The process's cgroups, mounted read-only at /sys/fs/cgroup.
+    pub cgroup_view: Option<crate::fs::plan::CgroupView>,
 }
 
 /// Prepares everything the child needs. `layer_mountpoint` is where its private tmpfs goes (the
@@ -192,6 +194,7 @@ pub fn prepare(
             tmp_tmpfs: level.read_only_root(),
             volumes: spec.volumes.clone(),
             attached: extras.attached,
+            cgroup_view: extras.cgroup_view,
         },
     )?;
     let env = environment(spec, &identity.home, terminal);
@@ -283,10 +286,26 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     // The cgroup is recorded before it exists (write-ahead), so gc finds it after a crash.
     let cgroup_rel = cgroups::relative_path(&spec.container, &spec.name);
     let state = StateDir::create(&spec.container, &[("cgroup", &cgroup_rel)])?;
-    let Prepared { plan, mut warnings } =
-        prepare(spec, state.layer_mountpoint(), terminal, Extras::default())?;
+    let mut warnings = Vec::new();
     let mut cgroup = make_cgroup(spec, &mut warnings)?;
-    for w in &warnings {
+    let extras = Extras {
+        cgroup_view: cgroup.as_ref().map(Cgroup::view),
+        ..Extras::default()
+    };
+    let prepared = prepare(spec, state.layer_mountpoint(), terminal, extras);
+    let Prepared {
+        plan,
+        warnings: more,
+    } = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(cg) = cgroup.as_mut() {
+                let _ = cg.destroy();
+            }
+            return Err(e);
+        }
+    };
+    for w in warnings.iter().chain(&more) {
         warn(w);
     }
     let result = launch_and_wait(spec, &plan, cgroup.as_ref(), terminal);
