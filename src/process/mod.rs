@@ -57,6 +57,8 @@ pub enum ProcessError {
     IdMap(std::io::Error),
     #[error("--workdir {0} must be an absolute path")]
     Workdir(String),
+    #[error("'{0}' contains a NUL byte")]
+    Nul(String),
 }
 
 fn sys(step: &'static str) -> impl Fn(Errno) -> ProcessError {
@@ -64,7 +66,7 @@ fn sys(step: &'static str) -> impl Fn(Errno) -> ProcessError {
 }
 
 fn cstring(text: &str) -> Result<CString, ProcessError> {
-    CString::new(text).map_err(|_| ProcessError::Spec(SpecError::Env(text.to_string())))
+    CString::new(text).map_err(|_| ProcessError::Nul(text.escape_debug().to_string()))
 }
 
 /// Whether hydra runs without root: the process then gets a user namespace first.
