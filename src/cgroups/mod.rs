@@ -67,7 +67,7 @@ pub struct Events {
 pub enum Accounting {
     /// Only where a limit is enforced (`hydra run`).
     LimitsOnly,
-    /// Also every hierarchy `hydra stats` reads (memory, cpu, cpuacct, pids).
+    /// Also every hierarchy `hydra stats` reads (memory, cpu, cpuacct, pids, blkio).
     Full,
 }
 

@@ -1,6 +1,12 @@
 //! What a cgroup used, read from its control files (v1 or v2, whichever files a directory has):
-//! CPU time, memory (without reclaimable page cache, as `docker stats` shows it), its limit,
-//! tasks, OOM kills and block I/O.
+//! CPU time, memory (without reclaimable page cache, as `docker stats` shows it), the limit that
+//! applies to it, tasks, OOM kills and block I/O. Every figure includes the cgroups below (a
+//! container's row covers its processes).
+//!
+//! v1 block I/O comes from `blkio.throttle.io_service_bytes_recursive`. Since Linux 6.9 the kernel
+//! counts it only on devices where blk-throttle is active (some cgroup ever set a
+//! `blkio.throttle.*_device` limit on it), so on an unthrottled v1 host it reads 0, for
+//! `docker stats` as for hydra; v2's `io.stat` always counts.
 
 use std::path::{Path, PathBuf};
 
@@ -28,10 +34,39 @@ fn number(dir: &Path, file: &str) -> Option<u64> {
         .ok()
 }
 
-/// v1 `blkio.throttle.io_service_bytes`: "MAJ:MIN Read N" lines, summed over devices.
+/// The number after `key` in a flat keyed file, if the file has that key.
+fn find_key(dir: &Path, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join(file)).ok()?;
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// `dir` and every cgroup below it.
+fn subtree(dir: &Path) -> Vec<PathBuf> {
+    let mut all = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < all.len() {
+        if let Ok(entries) = std::fs::read_dir(&all[i]) {
+            all.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        i += 1;
+    }
+    all
+}
+
+/// v1 `blkio.throttle.io_service_bytes_recursive` (this cgroup and those below; the plain file
+/// where a kernel lacks it): "MAJ:MIN Read N" lines, summed over devices.
 fn blkio(dir: &Path) -> (u64, u64) {
-    let text =
-        std::fs::read_to_string(dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
+    let text = std::fs::read_to_string(dir.join("blkio.throttle.io_service_bytes_recursive"))
+        .or_else(|_| std::fs::read_to_string(dir.join("blkio.throttle.io_service_bytes")))
+        .unwrap_or_default();
     let mut total = (0, 0);
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -64,6 +99,14 @@ fn io_stat(dir: &Path) -> (u64, u64) {
 /// A v1 memory limit that large means "none" (the kernel reports PAGE_COUNTER_MAX pages).
 const V1_UNLIMITED: u64 = 1 << 62;
 
+/// v2: the tightest `memory.max` of `dir` and its ancestors (the root cgroup has none).
+fn v2_memory_limit(dir: &Path) -> Option<u64> {
+    dir.ancestors()
+        .map_while(|d| std::fs::read_to_string(d.join("memory.max")).ok())
+        .filter_map(|text| text.trim().parse::<u64>().ok())
+        .min()
+}
+
 fn add_dir(sample: &mut Sample, dir: &Path) {
     if let Some(ns) = number(dir, "cpuacct.usage") {
         sample.cpu_ns = ns;
@@ -73,12 +116,21 @@ fn add_dir(sample: &mut Sample, dir: &Path) {
     if let Some(used) = number(dir, "memory.usage_in_bytes") {
         let cache = keyed(dir, "memory.stat", "total_inactive_file");
         sample.memory_bytes = used.saturating_sub(cache);
-        sample.memory_limit = number(dir, "memory.limit_in_bytes").filter(|l| *l < V1_UNLIMITED);
-        sample.oom_kills = keyed(dir, "memory.oom_control", "oom_kill");
+        // The tightest limit of this cgroup and its ancestors (a process without a limit of its
+        // own is held by its container's).
+        sample.memory_limit = find_key(dir, "memory.stat", "hierarchical_memory_limit")
+            .or_else(|| number(dir, "memory.limit_in_bytes"))
+            .filter(|l| *l < V1_UNLIMITED);
+        // v1 counts an OOM kill only in the victim's own cgroup, not in its ancestors.
+        sample.oom_kills = subtree(dir)
+            .iter()
+            .map(|d| keyed(d, "memory.oom_control", "oom_kill"))
+            .sum();
     } else if let Some(used) = number(dir, "memory.current") {
         let cache = keyed(dir, "memory.stat", "inactive_file");
         sample.memory_bytes = used.saturating_sub(cache);
-        sample.memory_limit = number(dir, "memory.max");
+        sample.memory_limit = v2_memory_limit(dir);
+        // Hierarchical on v2 (unless mounted with memory_localevents).
         sample.oom_kills = keyed(dir, "memory.events", "oom_kill");
     }
     if let Some(n) = number(dir, "pids.current") {
@@ -127,6 +179,9 @@ mod tests {
             "v1",
             &[
                 ("cpuacct", "cpuacct.usage", "2500000000\n"),
+                // v1's cpu.stat has no usage: it must not be mistaken for v2's.
+                ("cpu", "cpu.stat", "nr_periods 10\nnr_throttled 2\n"),
+                ("cpu", "cpu.cfs_quota_us", "-1\n"),
                 ("memory", "memory.usage_in_bytes", "50000000\n"),
                 (
                     "memory",
@@ -178,6 +233,79 @@ mod tests {
             (s.pids, s.oom_kills, s.io_read_bytes, s.io_write_bytes),
             (3, 1, 10, 20)
         );
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn v1_container_rows_include_their_processes_and_limits_apply_from_above() {
+        let (root, _) = tree(
+            "v1-tree",
+            &[
+                ("memory/c", "memory.usage_in_bytes", "3000\n"),
+                (
+                    "memory/c",
+                    "memory.stat",
+                    "total_inactive_file 1000\nhierarchical_memory_limit 1073741824\n",
+                ),
+                ("memory/c", "memory.limit_in_bytes", "1073741824\n"),
+                (
+                    "memory/c",
+                    "memory.oom_control",
+                    "under_oom 0\noom_kill 0\n",
+                ),
+                ("memory/c/a", "memory.usage_in_bytes", "1000\n"),
+                (
+                    "memory/c/a",
+                    "memory.stat",
+                    "hierarchical_memory_limit 1073741824\n",
+                ),
+                (
+                    "memory/c/a",
+                    "memory.limit_in_bytes",
+                    "9223372036854771712\n",
+                ),
+                ("memory/c/a", "memory.oom_control", "oom_kill 1\n"),
+                ("memory/c/b", "memory.oom_control", "oom_kill 2\n"),
+                ("blkio/c", "blkio.throttle.io_service_bytes", "Total 0\n"),
+                (
+                    "blkio/c",
+                    "blkio.throttle.io_service_bytes_recursive",
+                    "8:0 Read 10\n8:0 Write 20\n8:0 Total 30\nTotal 30\n",
+                ),
+            ],
+        );
+        let container = read(&[root.join("memory/c"), root.join("blkio/c")]);
+        assert_eq!(container.memory_bytes, 2000);
+        assert_eq!(container.memory_limit, Some(1 << 30));
+        assert_eq!(container.oom_kills, 3);
+        assert_eq!(
+            (container.io_read_bytes, container.io_write_bytes),
+            (10, 20)
+        );
+        // No limit of its own: its container's applies.
+        let a = read(&[root.join("memory/c/a")]);
+        assert_eq!((a.memory_limit, a.oom_kills), (Some(1 << 30), 1));
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn v2_limits_apply_from_above() {
+        let (root, _) = tree(
+            "v2-tree",
+            &[
+                ("c", "memory.max", "1073741824\n"),
+                ("c/a", "memory.current", "4096\n"),
+                ("c/a", "memory.max", "max\n"),
+                ("c/b", "memory.current", "4096\n"),
+                ("c/b", "memory.max", "33554432\n"),
+                ("d", "memory.current", "4096\n"),
+                ("d", "memory.max", "max\n"),
+            ],
+        );
+        let limit = |d: &str| read(&[root.join(d)]).memory_limit;
+        assert_eq!(limit("c/a"), Some(1 << 30));
+        assert_eq!(limit("c/b"), Some(32 << 20));
+        assert_eq!(limit("d"), None);
         let _ = std::fs::remove_dir_all(root);
     }
 }

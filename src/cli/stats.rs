@@ -56,8 +56,12 @@ fn containers(name: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
 fn targets(name: Option<&str>) -> anyhow::Result<Vec<Target>> {
     let mut all = Vec::new();
     for (container, dir) in containers(name)? {
-        let Ok(reply) = control::request(&container, &dir, &Request::Ps) else {
-            continue;
+        // A supervisor that went away between listing and asking is simply not shown, unless
+        // it is the one asked for.
+        let reply = match control::request(&container, &dir, &Request::Ps) {
+            Ok(reply) => reply,
+            Err(e) if name.is_some() => return Err(e.into()),
+            Err(_) => continue,
         };
         // The container's cgroup is the parent of each process's, in every hierarchy.
         let mut parents: Vec<PathBuf> = Vec::new();
@@ -160,15 +164,21 @@ pub fn run(args: StatsArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    // Live: a fresh reading every second until Ctrl-C or until nothing runs any more.
-    loop {
-        let targets = targets(args.name.as_deref())?;
-        if targets.is_empty() {
-            return Ok(0);
-        }
-        let rows = sample(&targets, Duration::from_secs(1));
+    // Live: a fresh reading every second until Ctrl-C or until nothing runs any more (the
+    // container asked for went down).
+    let mut current = targets(args.name.as_deref())?;
+    while !current.is_empty() {
+        let rows = sample(&current, Duration::from_secs(1));
         let mut out = std::io::stdout().lock();
-        write!(out, "\x1b[2J\x1b[H{}", table(&rows))?;
-        out.flush()?;
+        let shown = write!(out, "\x1b[2J\x1b[H{}", table(&rows)).and_then(|()| out.flush());
+        match shown {
+            Ok(()) => {}
+            // The reader went away (`hydra stats | head`): done.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+        drop(out);
+        current = targets(args.name.as_deref()).unwrap_or_default();
     }
+    Ok(0)
 }

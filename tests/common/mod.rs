@@ -901,3 +901,96 @@ pub fn host_cmd(prog: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A YAML application (`hydra up`) in a temp dir, brought down (and checked clean) when dropped.
+pub struct App {
+    pub name: String,
+    pub dir: TempDir,
+}
+
+impl App {
+    /// Writes `hydra.yaml` with `body` below a header naming the container and the rootfs.
+    pub fn new(label: &str, body: &str) -> App {
+        require_root();
+        let name = unique_name(label);
+        let dir = TempDir::new(label);
+        let yaml = format!(
+            "version: '1.0'\ncontainer: {{name: {name}, rootfs: {}}}\n{body}",
+            rootfs().display()
+        );
+        fs::write(dir.join("hydra.yaml"), yaml).expect("writing hydra.yaml");
+        App { name, dir }
+    }
+
+    pub fn file(&self) -> PathBuf {
+        self.dir.join("hydra.yaml")
+    }
+
+    pub fn up_detached(&self) -> Output {
+        let out = Hydra::bare()
+            .args(["up", "-d", "-f"])
+            .arg(self.file())
+            .output();
+        out.assert_ok();
+        out
+    }
+
+    /// This container's processes in `hydra ps --json`.
+    pub fn ps(&self) -> Vec<serde_json::Value> {
+        let out = Hydra::bare().args(["ps", "--json"]).output();
+        out.assert_ok();
+        let all: Vec<serde_json::Value> =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ps --json: {e}\n{out}"));
+        all.into_iter()
+            .filter(|p| p["container"] == self.name.as_str())
+            .collect()
+    }
+
+    pub fn process(&self, name: &str) -> serde_json::Value {
+        self.ps()
+            .into_iter()
+            .find(|p| p["process"] == name)
+            .unwrap_or_else(|| panic!("{name} not in ps"))
+    }
+
+    /// Polls `ps` until `check` holds (bounded).
+    pub fn wait_for(&self, what: &str, check: impl Fn(&[serde_json::Value]) -> bool) {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ps = self.ps();
+            if check(&ps) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}: {ps:#?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `hydra stats --no-stream --json NAME`: the container's row (process null) and one per
+    /// process.
+    pub fn stats(&self) -> Vec<serde_json::Value> {
+        let out = Hydra::bare()
+            .args(["stats", "--no-stream", "--json", &self.name])
+            .output();
+        out.assert_ok();
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stats --json: {e}\n{out}"))
+    }
+
+    pub fn down(&self) -> Output {
+        Hydra::bare().args(["down", &self.name]).output()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if Path::new("/run/hydra").join(&self.name).exists() {
+            let _ = self.down();
+        }
+        if !thread::panicking() {
+            assert_host_clean(&self.name, Path::new("/run/hydra"));
+        }
+    }
+}

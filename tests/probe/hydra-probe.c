@@ -5,8 +5,11 @@
  * clone3, open-max and fds are measurements: they always exit 0 and print what they found.
  *
  *   hydra-probe ptrace PID | unshare user|net|mount|pid|ipc|uts|cgroup | clone3 | mount
- *               open-max | fsize PATH BYTES | alloc MB | fds | caps
+ *               open-max | fsize PATH BYTES | alloc MB [hold] | fds | caps
  *               syscall keyctl|setns|perf_event_open|io_uring_setup
+ *
+ * `alloc MB hold` keeps the memory after printing and waits until it is killed (a steady load for
+ * `hydra stats`).
  *
  * `syscall NAME` makes a call that, unfiltered, fails with a harmless errno (EBADF, EFAULT) or
  * succeeds; a seccomp denial shows as EPERM. It is a measurement: it always exits 0.
@@ -130,7 +133,7 @@ fail:
 
 /* Touch every page so the memory is really charged to the cgroup (and the OOM killer acts). */
 static void *volatile keep; /* chains the blocks: the compiler cannot drop the allocations */
-static int do_alloc(long mb)
+static int do_alloc(long mb, int hold)
 {
 	for (long i = 0; i < mb; i++) {
 		void **p = malloc(MIB);
@@ -143,6 +146,11 @@ static int do_alloc(long mb)
 		keep = p;
 	}
 	printf("alloc: ok\n");
+	if (hold) {
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
 	return 0;
 }
 
@@ -223,7 +231,9 @@ int main(int argc, char **argv)
 	if (strcmp(op, "fsize") == 0 && argc == 4)
 		return do_fsize(argv[2], strtoull(argv[3], NULL, 10));
 	if (strcmp(op, "alloc") == 0 && argc == 3)
-		return do_alloc(atol(argv[2]));
+		return do_alloc(atol(argv[2]), 0);
+	if (strcmp(op, "alloc") == 0 && argc == 4 && strcmp(argv[3], "hold") == 0)
+		return do_alloc(atol(argv[2]), 1);
 	if (strcmp(op, "fds") == 0 && argc == 2)
 		return do_fds();
 	if (strcmp(op, "caps") == 0 && argc == 2)
@@ -231,6 +241,6 @@ int main(int argc, char **argv)
 	if (strcmp(op, "syscall") == 0 && argc == 3 && do_syscall(argv[2]) == 0)
 		return 0;
 	fprintf(stderr, "usage: hydra-probe ptrace PID | unshare NS | clone3 | mount | open-max |"
-			" fsize PATH BYTES | alloc MB | fds | caps | syscall NAME\n");
+			" fsize PATH BYTES | alloc MB [hold] | fds | caps | syscall NAME\n");
 	return 2;
 }
