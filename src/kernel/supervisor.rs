@@ -540,7 +540,10 @@ impl Supervisor {
                 .pids_max_hits
                 .saturating_sub(live.events_at_start.pids_max_hits),
         };
-        let outcome = outcome::decide(&live.plan, &ended, events, &slot.planned.spec.limits);
+        // A process without a memory limit of its own is held by its container's.
+        let mut limits = slot.planned.spec.limits.clone();
+        limits.memory = limits.memory.or(self.plan.limits.memory);
+        let outcome = outcome::decide(&live.plan, &ended, events, &limits);
         let name = slot.planned.spec.name.clone();
         for message in &outcome.messages {
             let line = format!("hydra: {}/{name}: {message}\n", self.plan.container);
