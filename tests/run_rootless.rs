@@ -158,22 +158,75 @@ impl Drop for RootlessUser {
     }
 }
 
+/// The user's subordinate uid range from /etc/subuid (useradd gives one): (start, count).
+fn subuid(u: &RootlessUser) -> (u32, u32) {
+    let text = fs::read_to_string("/etc/subuid").expect("/etc/subuid");
+    text.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&u.name.as_str()))
+                .then(|| (f[1].parse().unwrap(), f[2].parse().unwrap()))
+        })
+        .unwrap_or_else(|| panic!("no /etc/subuid line for {}", u.name))
+}
+
 #[test]
-fn the_user_is_root_inside_with_a_single_id_map() {
+fn the_user_is_root_inside_and_its_subordinate_ids_map_the_rest() {
     let u = RootlessUser::new();
+    let (start, count) = subuid(&u);
     let out = u
         .run("rl-id")
         .sh("id -u; id -g; cat /proc/self/uid_map")
         .output();
     out.assert_ok();
     let lines = out.lines();
-    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
     assert_eq!(lines[..2], ["0", "0"], "{out}");
-    let map: Vec<&str> = lines[2].split_whitespace().collect();
+    let maps: Vec<Vec<&str>> = lines[2..]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(maps[0], ["0", &u.uid.to_string(), "1"], "{out}");
     assert_eq!(
-        map,
-        ["0", &u.uid.to_string(), "1"],
-        "uid_map is not a single-id map\n{out}"
+        maps[1],
+        ["1", &start.to_string(), &count.to_string()],
+        "{out}"
+    );
+}
+
+#[test]
+fn rootless_user_flag_runs_as_a_mapped_uid() {
+    let u = RootlessUser::new();
+    let (start, _) = subuid(&u);
+    let out = u
+        .run("rl-user")
+        .args(["--user", "1000:1000"])
+        .arg("--volume")
+        .arg(format!("{}:/data", u.volume().display()))
+        .sh("id -u; id -g; mkdir /tmp/x && touch /tmp/x/f && echo private-ok")
+        .output();
+    out.assert_ok();
+    assert_eq!(out.lines(), ["1000", "1000", "private-ok"], "{out}");
+    // Host view of a file uid 1000 makes: the subordinate range, never the invoking user.
+    let mk = u
+        .run("rl-user-vol")
+        .args(["--volume", &format!("{}:/data", u.volume().display())])
+        .sh("mkdir /data/shared && chmod 777 /data/shared")
+        .output();
+    mk.assert_ok();
+    let made = u
+        .run("rl-user-vol2")
+        .args(["--user", "1000"])
+        .args(["--volume", &format!("{}:/data", u.volume().display())])
+        .sh("touch /data/shared/by-1000")
+        .output();
+    made.assert_ok();
+    let meta = fs::metadata(u.volume().join("shared/by-1000")).expect("the file");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        meta.uid(),
+        start + 999,
+        "uid 1000 inside is not start+999 outside"
     );
 }
 

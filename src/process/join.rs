@@ -103,8 +103,9 @@ pub fn exec(info: &ExecInfo, command: &[String]) -> Result<i32, JoinError> {
         groups: info.groups.clone(),
         home: info.home.clone(),
     };
+    // Rootless, the exec keeps its supplementary groups (setgroups may be denied there).
     let (privileges, _) =
-        Privileges::new(level, identity, info.rootless, cstrings(&info.writable)?)?;
+        Privileges::new(level, identity, !info.rootless, cstrings(&info.writable)?)?;
     let limits = Limits {
         max_files: info.max_files,
         max_file_size: info.max_file_size,

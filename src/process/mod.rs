@@ -21,7 +21,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::unistd::{Gid, Uid};
+use nix::unistd::Uid;
 use thiserror::Error;
 
 use crate::cgroups::{self, Accounting, Cgroup, CgroupError};
@@ -177,7 +177,9 @@ pub fn prepare(
 ) -> Result<Prepared, ProcessError> {
     let rootless = rootless();
     let rootfs = fs::plan::check_rootfs(&spec.rootfs)?;
-    let identity = user::resolve(&rootfs, spec.user.as_ref(), rootless)?;
+    let id_mapping = rootless.then(idmap::for_current_user);
+    let highest_id = id_mapping.map(idmap::Mapping::highest_id);
+    let identity = user::resolve(&rootfs, spec.user.as_ref(), highest_id)?;
     let level = spec.security;
     let writable = writable_paths(spec, &extras.attached)
         .iter()
@@ -200,7 +202,9 @@ pub fn prepare(
         },
     )?;
     let env = environment(spec, &identity.home, terminal);
-    let (privileges, more) = Privileges::new(level, identity, rootless, writable)?;
+    // setgroups is denied only under a single-id map (newgidmap leaves it allowed).
+    let set_groups = !matches!(id_mapping, Some(idmap::Mapping::Single));
+    let (privileges, more) = Privileges::new(level, identity, set_groups, writable)?;
     warnings.extend(more);
     let can_raise = !rootless
         && caps::has_cap(
@@ -221,6 +225,7 @@ pub fn prepare(
         stdio: extras.stdio,
         nice: extras.nice,
         argv_area: launch::own_argv_area(),
+        id_mapping,
         exec: exec_plan(spec, &env)?,
     };
     Ok(Prepared { plan, warnings })
@@ -274,10 +279,13 @@ fn clone_flags(spec: &ProcessSpec) -> u64 {
 }
 
 /// The parent's part between clone and go: the id maps of a rootless child.
-fn release_child(child: &clone::Child, parent_end: &OwnedFd) -> Result<(), ProcessError> {
-    if rootless() {
-        idmap::write_single_maps(child.pid, Uid::effective(), Gid::effective())
-            .map_err(ProcessError::IdMap)?;
+fn release_child(
+    child: &clone::Child,
+    plan: &LaunchPlan,
+    parent_end: &OwnedFd,
+) -> Result<(), ProcessError> {
+    if let Some(mapping) = plan.id_mapping {
+        idmap::write(child.pid, mapping).map_err(ProcessError::IdMap)?;
     }
     handshake::send_go(parent_end).map_err(sys("starting the process"))
 }
@@ -351,7 +359,7 @@ pub fn spawn(
     };
     drop(child_end);
     drop((cgroup_fd, join_fds));
-    if let Err(e) = release_child(&child, &parent_end) {
+    if let Err(e) = release_child(&child, plan, &parent_end) {
         supervise::kill_and_reap(&child);
         return Err(e);
     }

@@ -28,10 +28,11 @@ pub struct Privileges {
 impl Privileges {
     /// Prepares the level's bundle for `identity`; `writable` are the paths Landlock leaves
     /// writable at `strict`. Returns warnings to show (no Landlock on this kernel).
+    /// `set_groups`: setgroups(2) is allowed (not in a user namespace with a single-id map).
     pub fn new(
         level: SecurityLevel,
         identity: Identity,
-        rootless: bool,
+        set_groups: bool,
         writable: Vec<CString>,
     ) -> Result<(Self, Vec<String>), SeccompError> {
         let mut warnings = Vec::new();
@@ -48,7 +49,7 @@ impl Privileges {
         };
         let privileges = Privileges {
             identity,
-            set_groups: !rootless,
+            set_groups,
             caps: CapPlan::new(level),
             landlock,
             seccomp: seccomp::filters(level)?,

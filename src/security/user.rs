@@ -17,8 +17,8 @@ pub enum UserError {
     UnknownUser(String),
     #[error("group '{0}' not found in the image's /etc/group")]
     UnknownGroup(String),
-    #[error("rootless hydra maps only uid/gid 0; user {0} needs subordinate ids, which rootless runs do not use yet")]
-    Unmapped(String),
+    #[error("user {0} does not exist inside: rootless hydra maps ids 0..={1} (add subordinate ids to /etc/subuid and /etc/subgid for more)")]
+    Unmapped(String, u32),
 }
 
 /// Who the process is.
@@ -91,11 +91,12 @@ fn groups(text: &str) -> Vec<(String, u32, Vec<String>)> {
         .collect()
 }
 
-/// Resolves the spec (default: root) against the image.
+/// Resolves the spec (default: root) against the image. `highest_id` is the largest id that
+/// exists inside a rootless user namespace (`None` as root: every id does).
 pub fn resolve(
     rootfs: &Path,
     spec: Option<&UserSpec>,
-    rootless: bool,
+    highest_id: Option<u32>,
 ) -> Result<Identity, UserError> {
     let users = passwd(&read_in_root(rootfs, c"etc/passwd"));
     let group_list = groups(&read_in_root(rootfs, c"etc/group"));
@@ -124,13 +125,17 @@ pub fn resolve(
         },
         None => entry.map_or(uid, |e| e.gid),
     };
-    if rootless && (uid != 0 || gid != 0) {
-        return Err(UserError::Unmapped(format!("{uid}:{gid}")));
+    let mapped = |id: u32| highest_id.is_none_or(|h| id <= h);
+    if !mapped(uid) || !mapped(gid) {
+        return Err(UserError::Unmapped(
+            format!("{uid}:{gid}"),
+            highest_id.unwrap_or(0),
+        ));
     }
     let mut supplementary = vec![gid];
     if let Some(e) = entry {
         for (_, g, members) in &group_list {
-            if members.contains(&e.name) && !supplementary.contains(g) {
+            if members.contains(&e.name) && !supplementary.contains(g) && mapped(*g) {
                 supplementary.push(*g);
             }
         }
@@ -204,31 +209,36 @@ mod tests {
     #[test]
     fn resolves_names_ids_and_groups() {
         let dir = rootfs();
-        let app = resolve(&dir.0, Some(&UserSpec::parse("app").unwrap()), false).unwrap();
+        let app = resolve(&dir.0, Some(&UserSpec::parse("app").unwrap()), None).unwrap();
         assert_eq!(
             (app.uid, app.gid, app.home.as_str()),
             (1000, 1000, "/home/app")
         );
         assert_eq!(app.groups, vec![1000, 10]);
-        let ids = resolve(&dir.0, Some(&UserSpec::parse("1000:10").unwrap()), false).unwrap();
+        let ids = resolve(&dir.0, Some(&UserSpec::parse("1000:10").unwrap()), None).unwrap();
         assert_eq!((ids.uid, ids.gid), (1000, 10));
-        let unknown = resolve(&dir.0, Some(&UserSpec::parse("4242").unwrap()), false).unwrap();
+        let unknown = resolve(&dir.0, Some(&UserSpec::parse("4242").unwrap()), None).unwrap();
         assert_eq!(
             (unknown.uid, unknown.gid, unknown.home.as_str()),
             (4242, 4242, "/")
         );
-        let root = resolve(&dir.0, None, false).unwrap();
+        let root = resolve(&dir.0, None, None).unwrap();
         assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
-        assert!(resolve(&dir.0, Some(&UserSpec::parse("nobody").unwrap()), false).is_err());
-        assert!(resolve(
-            &dir.0,
-            Some(&UserSpec::parse("app:nogroup").unwrap()),
-            false
-        )
-        .is_err());
+        assert!(resolve(&dir.0, Some(&UserSpec::parse("nobody").unwrap()), None).is_err());
+        assert!(resolve(&dir.0, Some(&UserSpec::parse("app:nogroup").unwrap()), None).is_err());
         assert!(matches!(
-            resolve(&dir.0, Some(&UserSpec::parse("app").unwrap()), true),
-            Err(UserError::Unmapped(_))
+            resolve(&dir.0, Some(&UserSpec::parse("app").unwrap()), Some(0)),
+            Err(UserError::Unmapped(..))
         ));
+        // With subordinate ranges, 1000 exists inside; groups beyond the range are left out.
+        let mapped = resolve(&dir.0, Some(&UserSpec::parse("app").unwrap()), Some(65536)).unwrap();
+        assert_eq!((mapped.uid, mapped.groups.clone()), (1000, vec![1000, 10]));
+        let narrow = resolve(
+            &dir.0,
+            Some(&UserSpec::parse("app:10").unwrap()),
+            Some(1000),
+        )
+        .unwrap();
+        assert_eq!(narrow.groups, vec![10]);
     }
 }
