@@ -122,7 +122,6 @@ fn run_op(root: RawFd, devnull: RawFd, op: &MountOp) -> Result<(), Errno> {
     let target = match op {
         MountOp::Fs { target, .. }
         | MountOp::Bind { target, .. }
-        | MountOp::Attach { target, .. }
         | MountOp::Mask { target }
         | MountOp::ReadOnly { target } => target,
         MountOp::Symlink { dir, .. } => dir,
@@ -157,17 +156,6 @@ fn run_op(root: RawFd, devnull: RawFd, op: &MountOp) -> Result<(), Errno> {
                 attrs |= sys::MOUNT_ATTR_RDONLY;
             }
             bind_tree(libc::AT_FDCWD, source, true, attrs, fd)
-        }
-        MountOp::Attach {
-            fd: volume,
-            read_only,
-            ..
-        } => {
-            let mut attrs = sys::MOUNT_ATTR_NODEV;
-            if *read_only {
-                attrs |= sys::MOUNT_ATTR_RDONLY;
-            }
-            bind_tree(*volume, c"", true, attrs, fd)
         }
         MountOp::Mask { .. } => mask(fd, devnull),
         MountOp::ReadOnly { .. } => bind_tree(fd, c"", true, sys::MOUNT_ATTR_RDONLY, fd),

@@ -5,6 +5,5 @@ pub mod apply;
 pub mod paths;
 pub mod plan;
 pub mod syscalls;
-pub mod volume;
 
 pub use plan::{MountPlan, PlanError, PlanOptions};

@@ -73,13 +73,6 @@ pub enum MountOp {
         /// A device node: keeps the host mount's dev flag; everything else is bound nodev.
         device: bool,
     },
-    /// A detached mount the supervisor holds (a named volume), cloned onto the target.
-    Attach {
-        target: Target,
-        fd: std::os::fd::RawFd,
-        name: String,
-        read_only: bool,
-    },
     /// Hidden behind /dev/null (files) or an empty read-only tmpfs (directories).
     Mask { target: Target },
     /// Bound over itself read-only.
@@ -103,9 +96,6 @@ impl MountOp {
             ),
             MountOp::Bind { target, source, .. } => {
                 format!("binding {} on {}", source.to_string_lossy(), target.display)
-            }
-            MountOp::Attach { target, name, .. } => {
-                format!("mounting volume {name} on {}", target.display)
             }
             MountOp::Mask { target } => format!("masking {}", target.display),
             MountOp::ReadOnly { target } => format!("making {} read-only", target.display),
@@ -150,8 +140,6 @@ pub struct PlanOptions {
     /// A writable tmpfs on /tmp (the strict level's writable layer over a read-only root).
     pub tmp_tmpfs: bool,
     pub volumes: Vec<Volume>,
-    /// Named volumes held by the supervisor: (fd, name, target, read_only).
-    pub attached: Vec<(std::os::fd::RawFd, String, String, bool)>,
     /// Mount the process's cgroups at /sys/fs/cgroup (only when it has a cgroup).
     pub cgroup_view: Option<CgroupView>,
 }
@@ -396,17 +384,6 @@ pub fn build(rootfs: &Path, layer_dir: &Path, opts: &PlanOptions) -> Result<Moun
         ops.push(fs("/tmp", "tmpfs", NOSUID | NODEV, Some("mode=1777"))?);
     }
     volume_ops(&mut ops, &opts.volumes)?;
-    for (fd, name, target, read_only) in &opts.attached {
-        if components(target).first().is_none_or(|c| *c == "proc") {
-            return Err(PlanError::VolumeTarget(target.clone()));
-        }
-        ops.push(MountOp::Attach {
-            target: Target::dir(target)?,
-            fd: *fd,
-            name: name.clone(),
-            read_only: *read_only,
-        });
-    }
     Ok(MountPlan {
         layer_dir: path(layer_dir)?,
         upper: path(&upper)?,

@@ -122,7 +122,8 @@ pub struct Supervisor {
     plan: Plan,
     state: StateDir,
     container_cgroup: Option<Cgroup>,
-    volumes: Vec<(String, OwnedFd)>,
+    /// Named volumes: (name, the tmpfs mountpoint in the supervisor's private mount namespace).
+    volumes: Vec<(String, std::path::PathBuf)>,
     slots: Vec<Slot>,
     listener: UnixListener,
     signals: SignalFd,
@@ -157,6 +158,10 @@ impl Supervisor {
         })?;
         std::fs::create_dir_all(state.path().join("logs"))
             .map_err(io("creating the log directory"))?;
+        // The processes' private tmpfs goes on `layer`, not on the state directory itself, so
+        // the named volumes below `volumes` stay visible to them.
+        std::fs::create_dir_all(state.path().join("layer"))
+            .map_err(io("creating the layer directory"))?;
         let socket = state.path().join(control::SOCKET);
         let listener = UnixListener::bind(&socket).map_err(io("creating the control socket"))?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
@@ -175,14 +180,7 @@ impl Supervisor {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut volumes = Vec::new();
-        for (name, size) in &plan.volumes {
-            let fd = crate::fs::volume::tmpfs(*size).map_err(|errno| SupervisorError::Volume {
-                name: name.clone(),
-                errno,
-            })?;
-            volumes.push((name.clone(), fd));
-        }
+        let volumes = make_volumes(&plan, state.path())?;
         let log_dir = state.path().join("logs");
         let width = plan
             .processes
@@ -264,35 +262,15 @@ impl Supervisor {
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let null = std::fs::File::open("/dev/null").map_err(io("opening /dev/null"))?;
-        let attached = slot
-            .planned
-            .volumes
-            .iter()
-            .filter_map(|(volume, target, ro)| {
-                let fd = self
-                    .volumes
-                    .iter()
-                    .find(|(n, _)| n == volume)?
-                    .1
-                    .as_raw_fd();
-                Some((fd, volume.clone(), target.clone(), *ro))
-            })
-            .collect();
+        let spec = with_volumes(&slot.planned, &self.volumes);
         let extras = Extras {
             stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
-            attached,
             nice: slot.planned.priority,
             cgroup_view: slot.cgroup.as_ref().map(Cgroup::view),
         };
-        let prepared = process::prepare(
-            &slot.planned.spec,
-            self.state.layer_mountpoint(),
-            false,
-            extras,
-        )
-        .map_err(wrap)?;
-        let launched = process::spawn(&slot.planned.spec, &prepared.plan, slot.cgroup.as_ref())
+        let prepared = process::prepare(&spec, &self.state.path().join("layer"), false, extras)
             .map_err(wrap)?;
+        let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref()).map_err(wrap)?;
         drop((out_w, err_w, null));
         slot.live = Some(Live {
             launched,
@@ -675,12 +653,6 @@ impl Supervisor {
             .iter()
             .map(|e| e.to_string_lossy().into_owned())
             .collect();
-        let named: Vec<_> = slot
-            .planned
-            .volumes
-            .iter()
-            .map(|(v, t, ro)| (-1, v.clone(), t.clone(), *ro))
-            .collect();
         let mut reply = Reply::ok(Vec::new());
         reply.exec = Some(control::ExecInfo {
             pid: live.launched.child.pid.as_raw(),
@@ -695,7 +667,7 @@ impl Supervisor {
             max_files: spec.limits.max_files,
             max_file_size: spec.limits.max_file_size,
             rootless: process::rootless(),
-            writable: process::writable_paths(spec, &named),
+            writable: process::writable_paths(&with_volumes(&slot.planned, &self.volumes)),
         });
         reply
     }
@@ -741,9 +713,73 @@ impl Drop for Supervisor {
         if let Some(mut cg) = self.container_cgroup.take() {
             let _ = cg.destroy();
         }
-        self.volumes.clear();
+        // Unmounted before the state directory goes (they live in this process's own mount
+        // namespace, so the host never held them).
+        for (_, path) in self.volumes.drain(..) {
+            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        }
         let _ = std::fs::remove_file(self.state.path().join(control::SOCKET));
     }
+}
+
+/// The process's spec with its named volumes as binds: a process's mount namespace is a copy of
+/// the supervisor's, where the volumes are mounted.
+fn with_volumes(
+    planned: &PlannedProcess,
+    volumes: &[(String, std::path::PathBuf)],
+) -> crate::config::ProcessSpec {
+    let mut spec = planned.spec.clone();
+    for (volume, target, read_only) in &planned.volumes {
+        if let Some((_, path)) = volumes.iter().find(|(n, _)| n == volume) {
+            spec.volumes.push(crate::config::Volume {
+                source: path.clone(),
+                target: target.clone(),
+                read_only: *read_only,
+            });
+        }
+    }
+    spec
+}
+
+/// Mounts the named volumes: tmpfs mounts of their size at `<state>/volumes/<name>` in a mount
+/// namespace of the supervisor's own (made private first), so the host never sees them and they
+/// vanish with the supervisor, even after a crash. Processes, cloned from the supervisor, bind
+/// them from there.
+fn make_volumes(
+    plan: &Plan,
+    state: &std::path::Path,
+) -> Result<Vec<(String, std::path::PathBuf)>, SupervisorError> {
+    if plan.volumes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let private = |errno| SupervisorError::Sys {
+        step: "giving the supervisor a private mount namespace for the named volumes",
+        errno,
+    };
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(private)?;
+    let rec_private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, rec_private, None::<&str>)
+        .map_err(private)?;
+    let mut volumes = Vec::new();
+    for (name, size) in &plan.volumes {
+        let path = state.join("volumes").join(name);
+        std::fs::create_dir_all(&path).map_err(io("creating a volume directory"))?;
+        let flags = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV;
+        let data = format!("size={size},mode=1777");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &path,
+            Some("tmpfs"),
+            flags,
+            Some(data.as_str()),
+        )
+        .map_err(|errno| SupervisorError::Volume {
+            name: name.clone(),
+            errno,
+        })?;
+        volumes.push((name.clone(), path));
+    }
+    Ok(volumes)
 }
 
 /// Stops a process for good: SIGTERM to its init now, SIGKILL after the grace period.

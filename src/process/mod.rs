@@ -131,12 +131,8 @@ fn workdir(spec: &ProcessSpec) -> Result<Workdir, ProcessError> {
     })
 }
 
-/// Where writes stay allowed under Landlock: the writable tmpfs, /dev, read-write volumes
-/// (bound host paths and named volumes).
-pub fn writable_paths(
-    spec: &ProcessSpec,
-    attached: &[(RawFd, String, String, bool)],
-) -> Vec<String> {
+/// Where writes stay allowed under Landlock: the writable tmpfs, /dev, read-write volumes.
+pub fn writable_paths(spec: &ProcessSpec) -> Vec<String> {
     let mut paths = vec!["/tmp".to_string(), "/dev".to_string()];
     paths.extend(
         spec.volumes
@@ -144,7 +140,6 @@ pub fn writable_paths(
             .filter(|v| !v.read_only)
             .map(|v| v.target.clone()),
     );
-    paths.extend(attached.iter().filter(|a| !a.3).map(|a| a.2.clone()));
     paths
 }
 
@@ -159,8 +154,6 @@ pub struct Prepared {
 pub struct Extras {
     /// Becomes the child's fds 0–2 (the supervisor's pipes).
     pub stdio: Option<[RawFd; 3]>,
-    /// Named volumes the supervisor holds: (fd, name, target, read_only).
-    pub attached: Vec<(RawFd, String, String, bool)>,
     /// nice value.
     pub nice: Option<i32>,
     /// The process's cgroups, mounted read-only at /sys/fs/cgroup.
@@ -181,7 +174,7 @@ pub fn prepare(
     let highest_id = id_mapping.map(idmap::Mapping::highest_id);
     let identity = user::resolve(&rootfs, spec.user.as_ref(), highest_id)?;
     let level = spec.security;
-    let writable = writable_paths(spec, &extras.attached)
+    let writable = writable_paths(spec)
         .iter()
         .map(|p| cstring(p))
         .collect::<Result<_, _>>()?;
@@ -197,7 +190,6 @@ pub fn prepare(
             rootless,
             tmp_tmpfs: level.read_only_root(),
             volumes: spec.volumes.clone(),
-            attached: extras.attached,
             cgroup_view: extras.cgroup_view,
         },
     )?;
