@@ -6,7 +6,7 @@ CARGO ?= cargo
 LOCKED := $(if $(wildcard Cargo.lock),--locked,)
 SNAPSHOT := hack/.cache/host-before-test.txt
 
-.PHONY: all deps deps-bench rootfs build lint test demo bench-start bench-up bench clean-host
+.PHONY: all deps deps-bench deps-vm rootfs build lint test vm-test demo bench-start bench-up bench clean-host
 
 all: build
 
@@ -15,6 +15,9 @@ deps:
 
 deps-bench:
 	hack/install-deps.sh bench
+
+deps-vm:
+	hack/install-deps.sh vm
 
 rootfs: deps
 	rootfs/build.sh
@@ -34,6 +37,10 @@ test: deps rootfs build lint
 	HYDRA_ROOTFS=$(CURDIR)/rootfs/busybox $(CARGO) test $(LOCKED) || \
 		{ hack/check-clean.sh compare $(SNAPSHOT); exit 1; }
 	hack/check-clean.sh compare $(SNAPSHOT)
+
+# The privileged suites again, inside a pure cgroup v2 VM (qemu, software emulation).
+vm-test: deps-vm rootfs build
+	hack/vm-test.sh
 
 demo: deps rootfs build
 	hack/demo.sh

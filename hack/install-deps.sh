@@ -24,10 +24,17 @@ bench_pkgs=(
   python3:python3   # patches the OCI config.json and reads hyperfine's JSON
 )
 
+vm_pkgs=(
+  qemu-system-x86   # the cgroup-v2 VM of `make vm-test` (software emulation)
+  kmod              # depmod/modprobe resolve the guest kernel's module order
+  cpio              # packs the guest's initramfs
+)
+
 case $profile in
   test)  wanted=("${test_pkgs[@]}") ;;
   bench) wanted=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *)     echo "usage: $0 test|bench" >&2; exit 2 ;;
+  vm)    wanted=("${test_pkgs[@]}" "${vm_pkgs[@]}") ;;
+  *)     echo "usage: $0 test|bench|vm" >&2; exit 2 ;;
 esac
 
 missing=()
