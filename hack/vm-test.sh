@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make vm-test`: the privileged integration tests on a pure cgroup v2 host. Boots Debian's
 # kernel under qemu with software emulation (this machine's /dev/kvm runs only special guest
-# kernels, see ENVIRONMENT.md) and `cgroup_no_v1=all`, shares /work with the guest over 9p (so
-# the test binaries find hydra and the rootfs at the paths they were built with), runs the
+# kernels, see ENVIRONMENT.md) and `cgroup_no_v1=all`, shares the checkout with the guest over 9p
+# at the same path (so the test binaries find hydra and the rootfs where they were built), runs the
 # selected suites as root inside, and passes their exit status back through the serial console.
 # A panic, a hang (bounded by TIMEOUT) or a missing result line is a failure, never a pass.
 set -euo pipefail
@@ -37,7 +37,7 @@ done
 
 # --- initramfs: static busybox, the modules 9p and overlayfs need, an init that runs the tests ----
 initrd=$cache/initrd
-rm -rf "$initrd" && mkdir -p "$initrd"/{bin,proc,sys,dev,run,tmp,work,lib/modules}
+rm -rf "$initrd" && mkdir -p "$initrd"/{bin,proc,sys,dev,run,tmp,lib/modules}
 cp rootfs/busybox/bin/busybox "$initrd/bin/busybox"
 # The modules in load order (dependencies first), as modprobe resolves them.
 [[ -f $kdir/lib/modules/$kver/modules.dep ]] || depmod -b "$kdir" "$kver"
@@ -57,7 +57,7 @@ cat >"$initrd/init" <<'INIT'
 /bin/busybox mkdir -p /newroot
 /bin/busybox mount -t tmpfs -o mode=755 root /newroot
 /bin/busybox cp -a /bin /lib /stage2 /newroot/
-/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run /newroot/tmp /newroot/work /newroot/etc
+/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run /newroot/tmp /newroot/etc
 exec /bin/busybox switch_root /newroot /stage2
 INIT
 chmod +x "$initrd/init"
@@ -68,7 +68,7 @@ chmod +x "$initrd/init"
   echo 'mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /dev/pts; mount -t devpts devpts /dev/pts'
   echo "for m in ${mods[*]}; do insmod /lib/modules/\$m; done"
   echo 'mount -t cgroup2 none /sys/fs/cgroup'
-  echo 'mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose share /work'
+  echo "mkdir -p $repo && mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose share $repo"
   # The guest's "host" network: lo plus a veth pair, so --net none has interfaces to show.
   echo 'ip link set lo up; hostname vm; ip link add vm0 type veth peer name vm1; ip link set vm0 up'
   echo 'echo "root:x:0:0:root:/root:/bin/sh" > /etc/passwd; echo "root:x:0:" > /etc/group'
@@ -93,7 +93,7 @@ set +e
 timeout --kill-after=10 "$timeout" qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
   -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$cache/initrd.gz" \
   -append "console=ttyS0 quiet systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all panic=-1 rdinit=/init" \
-  -virtfs "local,path=/work,mount_tag=share,security_model=none,id=share" \
+  -virtfs "local,path=$repo,mount_tag=share,security_model=none,id=share" \
   </dev/null >"$log" 2>&1
 qemu_rc=$?
 set -e
