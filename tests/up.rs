@@ -474,3 +474,18 @@ fn an_oom_kill_by_the_container_limit_names_that_limit() {
     logs.assert_stdout_contains("killed: out of memory (limit 32 MiB)");
     app.down().assert_ok();
 }
+
+#[test]
+fn logs_of_a_quiet_process_are_empty_not_an_error() {
+    let app = App::new(
+        "up-quiet",
+        "processes:\n  - {name: q, command: sleep 1000}\n",
+    );
+    app.up_detached();
+    let logs = Hydra::bare()
+        .args(["logs", &format!("{}/q", app.name)])
+        .output();
+    logs.assert_ok();
+    assert_eq!(logs.out(), "", "{logs}");
+    app.down().assert_ok();
+}

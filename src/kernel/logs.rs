@@ -18,12 +18,15 @@ pub struct LogFile {
 }
 
 impl LogFile {
+    /// Creates the (empty) log at once, so `hydra logs` finds a process that printed nothing yet.
     pub fn new(dir: &Path, process: &str) -> Self {
-        LogFile {
+        let mut log = LogFile {
             path: dir.join(format!("{process}.log")),
             file: None,
             size: 0,
-        }
+        };
+        log.write(b"");
+        log
     }
 
     /// Appends `bytes`, rotating first when the file would pass the bound. A log that cannot be
