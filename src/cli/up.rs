@@ -35,7 +35,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<i32> {
         return detach(plan);
     }
     let name = plan.container.clone();
-    let mut supervisor = Supervisor::new(plan, Echo::Prefixed(0)).context(name.clone())?;
+    let mut supervisor = Supervisor::new(plan, Echo::Prefixed).context(name.clone())?;
     for w in supervisor.warnings() {
         eprintln!("hydra: warning: {w}");
     }

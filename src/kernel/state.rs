@@ -114,11 +114,18 @@ impl StateDir {
         &self.path
     }
 
-    /// Where a process's private tmpfs (its writable layer) is mounted: the state directory
-    /// itself, inside the process's own mount namespace, so the host sees nothing of it and
-    /// every process of a container can use the same directory.
-    pub fn layer_mountpoint(&self) -> &Path {
-        &self.path
+    /// Where a process's private tmpfs (its writable layer) is mounted, inside the process's own
+    /// mount namespace (the host only ever sees an empty directory; every process of a
+    /// container can use the same one). A lone `hydra run` uses the state directory itself,
+    /// sparing a mkdir and an rmdir per start; a container whose state directory holds named
+    /// volumes (`volumes/`) uses `layer/`, so the tmpfs does not hide them.
+    pub fn layer_mountpoint(&self, beside_volumes: bool) -> Result<PathBuf, StateError> {
+        if !beside_volumes {
+            return Ok(self.path.clone());
+        }
+        let layer = self.path.join("layer");
+        std::fs::create_dir_all(&layer).map_err(io(&layer))?;
+        Ok(layer)
     }
 
     /// The objects recorded in a state directory.

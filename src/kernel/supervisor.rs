@@ -111,9 +111,10 @@ struct Slot {
 }
 
 /// How output reaches the terminal of a foreground `up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Echo {
-    /// `name | line` on hydra's stdout.
-    Prefixed(usize),
+    /// `name | line` on hydra's stdout, names padded to the longest.
+    Prefixed,
     /// Detached: logs only.
     None,
 }
@@ -124,10 +125,14 @@ pub struct Supervisor {
     container_cgroup: Option<Cgroup>,
     /// Named volumes: (name, the tmpfs mountpoint in the supervisor's private mount namespace).
     volumes: Vec<(String, std::path::PathBuf)>,
+    /// Where the processes' private tmpfs is mounted (beside the volumes).
+    layer: std::path::PathBuf,
     slots: Vec<Slot>,
     listener: UnixListener,
     signals: SignalFd,
     echo: Echo,
+    /// Width of the name column of echoed output.
+    width: usize,
     /// The container is being brought down: nothing starts or restarts any more.
     shutting_down: bool,
     warnings: Vec<String>,
@@ -158,10 +163,6 @@ impl Supervisor {
         })?;
         std::fs::create_dir_all(state.path().join("logs"))
             .map_err(io("creating the log directory"))?;
-        // The processes' private tmpfs goes on `layer`, not on the state directory itself, so
-        // the named volumes below `volumes` stay visible to them.
-        std::fs::create_dir_all(state.path().join("layer"))
-            .map_err(io("creating the layer directory"))?;
         let socket = state.path().join(control::SOCKET);
         let listener = UnixListener::bind(&socket).map_err(io("creating the control socket"))?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
@@ -181,6 +182,7 @@ impl Supervisor {
             Err(e) => return Err(e.into()),
         };
         let volumes = make_volumes(&plan, state.path())?;
+        let layer = state.layer_mountpoint(true)?;
         let log_dir = state.path().join("logs");
         let width = plan
             .processes
@@ -188,10 +190,6 @@ impl Supervisor {
             .map(|p| p.spec.name.len())
             .max()
             .unwrap_or(0);
-        let echo = match echo {
-            Echo::Prefixed(_) => Echo::Prefixed(width),
-            Echo::None => Echo::None,
-        };
         let slots = plan
             .processes
             .iter()
@@ -213,10 +211,12 @@ impl Supervisor {
             state,
             container_cgroup,
             volumes,
+            layer,
             slots,
             listener,
             signals,
             echo,
+            width,
             shutting_down: false,
             warnings,
         })
@@ -268,8 +268,7 @@ impl Supervisor {
             nice: slot.planned.priority,
             cgroup_view: slot.cgroup.as_ref().map(Cgroup::view),
         };
-        let prepared = process::prepare(&spec, &self.state.path().join("layer"), false, extras)
-            .map_err(wrap)?;
+        let prepared = process::prepare(&spec, &self.layer, false, extras).map_err(wrap)?;
         let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref()).map_err(wrap)?;
         drop((out_w, err_w, null));
         slot.live = Some(Live {
@@ -453,8 +452,8 @@ impl Supervisor {
         let slot = &mut self.slots[i];
         for line in lines {
             slot.log.write(&line);
-            if let Echo::Prefixed(width) = self.echo {
-                echo_line(&slot.planned.spec.name, width, &line);
+            if self.echo == Echo::Prefixed {
+                echo_line(&slot.planned.spec.name, self.width, &line);
             }
         }
     }
@@ -526,7 +525,7 @@ impl Supervisor {
         for message in &outcome.messages {
             let line = format!("hydra: {}/{name}: {message}\n", self.plan.container);
             slot.log.write(line.as_bytes());
-            if let Echo::Prefixed(_) = self.echo {
+            if self.echo == Echo::Prefixed {
                 eprint!("{line}");
             }
         }

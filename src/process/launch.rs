@@ -89,8 +89,14 @@ pub fn exec_candidates(command: &str, path: &str) -> Vec<String> {
         .collect()
 }
 
-/// [arg_start, arg_end) of the calling process, from /proc/self/stat (fields 48 and 49).
+/// [arg_start, arg_end) of the calling process, from /proc/self/stat (fields 48 and 49). Read
+/// once per hydra process: a supervisor prepares many children.
 pub fn own_argv_area() -> Option<(usize, usize)> {
+    static AREA: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    *AREA.get_or_init(read_argv_area)
+}
+
+fn read_argv_area() -> Option<(usize, usize)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

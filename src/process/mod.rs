@@ -294,7 +294,7 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
         cgroup_view: cgroup.as_ref().map(Cgroup::view),
         ..Extras::default()
     };
-    let prepared = prepare(spec, state.layer_mountpoint(), terminal, extras);
+    let prepared = prepare(spec, &state.layer_mountpoint(false)?, terminal, extras);
     let Prepared {
         plan,
         warnings: more,

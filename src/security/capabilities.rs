@@ -46,10 +46,14 @@ pub struct CapPlan {
 
 impl CapPlan {
     pub fn new(level: SecurityLevel) -> Self {
-        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(40);
+        // Read once per hydra process: a supervisor prepares many children.
+        static LAST_CAP: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+        let last_cap = *LAST_CAP.get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(40)
+        });
         CapPlan {
             keep: mask_for(level),
             last_cap,
