@@ -489,3 +489,26 @@ fn logs_of_a_quiet_process_are_empty_not_an_error() {
     assert_eq!(logs.out(), "", "{logs}");
     app.down().assert_ok();
 }
+
+#[test]
+fn a_second_ctrl_c_does_not_wait_for_the_grace_period() {
+    // The command ignores SIGTERM, so the first Ctrl-C alone would wait the whole 10 s grace
+    // period before SIGKILL; the second one must not.
+    let app = App::new(
+        "up-2int",
+        "processes:\n  - {name: s, command: sh -c 'trap \"\" TERM; echo ready; while :; do sleep 1; done'}\n",
+    );
+    let mut r = Hydra::bare().args(["up", "-f"]).arg(app.file()).spawn();
+    r.wait_for_stdout("s | ready");
+    r.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    r.signal(libc::SIGINT);
+    let out = r.wait();
+    out.assert_ok();
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "the second Ctrl-C waited {:?}\n{out}",
+        second.elapsed()
+    );
+}
