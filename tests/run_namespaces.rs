@@ -53,6 +53,7 @@ fn net_none_shares_only_the_host_network_namespace() {
         .sh(NS_SCRIPT)
         .output();
     out.assert_ok();
+    out.assert_stderr_contains("warning: network mode none: the process shares the host's network");
     for (kind, link) in ns_links(&out) {
         if kind == "net" {
             assert_eq!(

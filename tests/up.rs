@@ -5,20 +5,30 @@ mod common;
 
 use common::*;
 use std::fs;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const EXAMPLE: &str = "\
-security: {encryption: none, security_level: standard}
-isolation: {mode: complete}
-resources: {max_memory: 1GB, max_cpu: 0.5, max_files: 1000, max_file_size: 100MB}
+/// DESIGN.md's example with its own files: the web server is a TCP echo server on $PORT,
+/// published on host port `external` (80 as written).
+fn example(external: u16) -> String {
+    format!(
+        "\
+security: {{encryption: none, security_level: standard}}
+isolation:
+  mode: partial
+  ports:
+    - {{internal: 8080, external: {external}, protocol: tcp, process: web_server}}
+resources: {{max_memory: 1GB, max_cpu: 0.5, max_files: 1000, max_file_size: 100MB}}
 processes:
   - name: web_server
-    command: sh -c 'echo web up; exec sleep 1000'
-    env: {PORT: 8080}
-    limits: {memory: 512MB, cpu: 0.3}
-  - {name: worker, command: sleep 1000, count: 4, env: {WORKER_MODE: background}}
-";
+    command: sh -c 'echo web up; exec nc -ll -p $PORT -e cat'
+    env: {{PORT: 8080}}
+    limits: {{memory: 512MB, cpu: 0.3}}
+  - {{name: worker, command: sleep 1000, count: 4, env: {{WORKER_MODE: background}}}}
+"
+    )
+}
 
 fn read_trim(p: &Path) -> String {
     fs::read_to_string(p)
@@ -42,7 +52,7 @@ fn cgroup(controller: &str, rel: &str) -> PathBuf {
 
 #[test]
 fn the_example_comes_up_isolated_and_limited_and_goes_down_clean() {
-    let app = App::new("up-example", EXAMPLE);
+    let app = App::new("up-example", &example(80));
     app.up_detached();
     let names = ["web_server", "worker.0", "worker.1", "worker.2", "worker.3"];
     app.wait_for("all running", |ps| {
@@ -101,9 +111,64 @@ fn the_example_comes_up_isolated_and_limited_and_goes_down_clean() {
         .output();
     logs.assert_ok();
     logs.assert_stdout_contains("web up");
+    // The published port answers at 127.0.0.1:80, through the web server's own link.
+    let mut web = connect_retrying(([127, 0, 0, 1], 80).into());
+    web.write_all(b"hello hydra\n").unwrap();
+    let mut back = [0u8; 12];
+    web.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello hydra\n");
+    drop(web);
+    let ports = Hydra::bare().args(["ports", c, "--json"]).output();
+    ports.assert_ok();
+    assert!(ports.stdout.contains("\"connections\": 1"), "{ports}");
+    // The workers have links of their own but no mapping: nothing reaches them.
     let down = app.down();
     down.assert_ok();
     assert_host_clean(&app.name, Path::new("/run/hydra"));
+}
+
+/// Connects to `addr`, retrying while the server inside starts (bounded).
+fn connect_retrying(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                return s;
+            }
+            Err(e) => {
+                assert!(Instant::now() < end, "connecting to {addr}: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[test]
+fn egress_allow_lets_one_process_reach_the_host_and_not_the_other() {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The host end of its link is the process's default gateway ($3 of `default via GW ...`).
+    let probe =
+        format!("['sh', '-c', 'set -- $(ip route | grep default); hydra-probe connect $3 {port}']");
+    let app = App::new(
+        "up-egress",
+        &format!(
+            "isolation: {{mode: partial}}\nprocesses:\n  - {{name: open, command: {probe}, egress: allow}}\n  - {{name: closed, command: {probe}}}\n"
+        ),
+    );
+    let out = Hydra::bare().args(["up", "-f"]).arg(app.file()).output();
+    assert!(
+        out.stdout.contains("open") && out.stdout.contains("connect: ok"),
+        "{out}"
+    );
+    let closed: Vec<&str> = out
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("closed"))
+        .collect();
+    assert!(closed.iter().any(|l| l.contains("ETIMEDOUT")), "{out}");
+    drop(listener);
 }
 
 #[test]
@@ -290,7 +355,7 @@ fn config_errors_name_line_and_column_and_start_nothing() {
 
 #[test]
 fn ten_up_down_cycles_leave_nothing() {
-    let app = App::new("up-cycles", EXAMPLE);
+    let app = App::new("up-cycles", &example(18190));
     for _ in 0..10 {
         app.up_detached();
         app.down().assert_ok();
@@ -416,15 +481,15 @@ fn logs_follow_new_output_until_the_container_goes() {
 #[test]
 fn what_hydra_cannot_run_yet_is_refused_not_ignored() {
     let app = App::new(
-        "up-partial",
-        "isolation:\n  mode: partial\n  ports: [{internal: 8080, external: 18080, process: s}]\nprocesses:\n  - {name: s, command: sleep 1}\n",
+        "up-networks",
+        "networks: {back: [s]}\nprocesses:\n  - {name: s, command: sleep 1}\n",
     );
     let out = Hydra::bare()
         .args(["up", "-d", "-f"])
         .arg(app.file())
         .output();
     out.assert_code(125);
-    assert!(out.one_stderr_line().contains("partial"), "{out}");
+    assert!(out.one_stderr_line().contains("networks"), "{out}");
     assert!(!Path::new("/run/hydra").join(&app.name).exists());
 }
 

@@ -6,6 +6,7 @@ pub mod gc;
 pub mod info;
 pub mod lifecycle;
 pub mod logs;
+pub mod ports;
 pub mod run;
 pub mod stats;
 pub mod up;
@@ -36,6 +37,8 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Run a command inside a running process (its namespaces, cgroup, user, security).
     Exec(exec::ExecArgs),
+    /// A container's port mappings and their traffic.
+    Ports(ports::PortsArgs),
     /// Stop a container's processes (or one) without restarting them.
     Stop(lifecycle::StopArgs),
     /// Stop a container and remove every kernel object it used.
@@ -61,6 +64,7 @@ pub fn main() -> i32 {
         Command::Logs(args) => logs::run(args),
         Command::Stats(args) => stats::run(args),
         Command::Exec(args) => exec::run(args),
+        Command::Ports(args) => ports::run(args),
         Command::Stop(args) => lifecycle::stop(args),
         Command::Down(args) => lifecycle::down(args),
         Command::Gc(args) => gc::run(args),

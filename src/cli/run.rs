@@ -8,6 +8,7 @@ use clap::Args;
 use crate::config::spec::{check_hostname, check_name, parse_env};
 use crate::config::units::{parse_cpus, parse_size};
 use crate::config::{Limits, ProcessSpec, UserSpec, Volume};
+use crate::net::ports::PortMapping;
 use crate::net::NetMode;
 use crate::process;
 use crate::security::SecurityLevel;
@@ -20,9 +21,20 @@ pub struct RunArgs {
     /// Name of the process (and its container); default run-XXXXXX.
     #[arg(long)]
     pub name: Option<String>,
-    /// Network isolation: none (host network), complete (only lo).
-    #[arg(long, value_enum, default_value_t = NetMode::Complete)]
-    pub net: NetMode,
+    /// Network isolation: none (host network), partial (own link, reachable through -p only),
+    /// complete (only lo; the default unless -p is given).
+    #[arg(long, value_enum)]
+    pub net: Option<NetMode>,
+    /// Publish a port: [IP:]HOST:CONTAINER[/udp] (implies --net partial).
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[IP:]HOST:CONTAINER[/udp]"
+    )]
+    pub publish: Vec<String>,
+    /// Let a partial process open connections to the host and beyond.
+    #[arg(long)]
+    pub egress: bool,
     /// Memory limit (512M, 1G; binary units).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub memory: Option<u64>,
@@ -84,17 +96,42 @@ fn random_name() -> String {
 }
 
 impl RunArgs {
+    /// The mode asked for; `-p` alone means `partial`.
+    fn net_mode(&self, publishing: bool) -> anyhow::Result<NetMode> {
+        let net = match self.net {
+            Some(mode) => mode,
+            None if publishing => NetMode::Partial,
+            None => NetMode::default(),
+        };
+        if publishing && net != NetMode::Partial {
+            return Err(anyhow!(
+                "-p needs --net partial (the process has no link to map ports to in {} mode)",
+                net.name()
+            ));
+        }
+        if self.egress && net != NetMode::Partial {
+            return Err(anyhow!("--egress needs --net partial"));
+        }
+        if net == NetMode::Partial && process::rootless() {
+            return Err(anyhow!(
+                "--net partial needs root: hydra cannot create the veth link without CAP_NET_ADMIN on the host"
+            ));
+        }
+        Ok(net)
+    }
+
     /// The process spec these flags describe.
     pub fn spec(&self) -> anyhow::Result<ProcessSpec> {
         let name = self.name.clone().unwrap_or_else(random_name);
         check_name(&name)?;
         let hostname = self.hostname.clone().unwrap_or_else(|| name.clone());
         check_hostname(&hostname)?;
-        if self.net == NetMode::Partial {
-            return Err(anyhow!(
-                "--net partial needs port forwarding, which hydra does not have yet"
-            ));
-        }
+        let ports = self
+            .publish
+            .iter()
+            .map(|p| PortMapping::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let net = self.net_mode(!ports.is_empty())?;
         let mut env = Vec::new();
         for item in &self.env {
             if let Some(pair) = parse_env(item)? {
@@ -116,7 +153,9 @@ impl RunArgs {
             env,
             workdir: self.workdir.clone(),
             user,
-            net: self.net,
+            net,
+            egress: self.egress,
+            ports,
             security: self.security_level,
             read_only: self.read_only,
             init: !self.no_init,

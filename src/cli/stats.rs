@@ -30,6 +30,8 @@ struct Target {
     process: Option<String>,
     restarts: u32,
     dirs: Vec<PathBuf>,
+    /// The processes whose network counters make up the row.
+    pids: Vec<i32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +46,9 @@ struct Row {
     restarts: u32,
     io_read_bytes: u64,
     io_write_bytes: u64,
+    /// Bytes received and sent on the process's own interfaces (`None`: host network).
+    net_rx_bytes: Option<u64>,
+    net_tx_bytes: Option<u64>,
 }
 
 fn containers(name: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
@@ -77,12 +82,14 @@ fn targets(name: Option<&str>) -> anyhow::Result<Vec<Target>> {
             process: None,
             restarts: reply.processes.iter().map(|p| p.restarts).sum(),
             dirs: parents,
+            pids: reply.processes.iter().filter_map(|p| p.pid).collect(),
         });
         all.extend(reply.processes.into_iter().map(|p| Target {
             container: container.clone(),
             process: Some(p.process),
             restarts: p.restarts,
             dirs: p.cgroups,
+            pids: p.pid.into_iter().collect(),
         }));
     }
     Ok(all)
@@ -96,6 +103,13 @@ fn rows(targets: &[Target], before: &[Sample], gap: Duration) -> Vec<Row> {
         .map(|(t, b)| {
             let now = stats::read(&t.dirs);
             let cpu = now.cpu_ns.saturating_sub(b.cpu_ns) as f64;
+            let traffic: Vec<(u64, u64)> = t
+                .pids
+                .iter()
+                .filter_map(|&pid| crate::net::traffic::of_pid(pid))
+                .collect();
+            let (rx, tx) = traffic.iter().fold((0, 0), |(r, s), (a, b)| (r + a, s + b));
+            let own_net = !traffic.is_empty();
             Row {
                 container: t.container.clone(),
                 process: t.process.clone(),
@@ -107,6 +121,8 @@ fn rows(targets: &[Target], before: &[Sample], gap: Duration) -> Vec<Row> {
                 restarts: t.restarts,
                 io_read_bytes: now.io_read_bytes,
                 io_write_bytes: now.io_write_bytes,
+                net_rx_bytes: own_net.then_some(rx),
+                net_tx_bytes: own_net.then_some(tx),
             }
         })
         .collect()
@@ -121,7 +137,7 @@ fn sample(targets: &[Target], gap: Duration) -> Vec<Row> {
 
 fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<20} {:<16} {:>7} {:>22} {:>6} {:>4} {:>8} {:>21}\n",
+        "{:<20} {:<16} {:>7} {:>22} {:>6} {:>4} {:>8} {:>21} {:>21}\n",
         "CONTAINER",
         "PROCESS",
         "CPU %",
@@ -129,14 +145,15 @@ fn table(rows: &[Row]) -> String {
         "PIDS",
         "OOM",
         "RESTARTS",
-        "BLOCK I/O"
+        "BLOCK I/O",
+        "NET I/O"
     );
     for r in rows {
         let limit = r
             .memory_limit_bytes
             .map_or_else(|| "no limit".to_string(), format_size);
         out.push_str(&format!(
-            "{:<20} {:<16} {:>6.1}% {:>22} {:>6} {:>4} {:>8} {:>21}\n",
+            "{:<20} {:<16} {:>6.1}% {:>22} {:>6} {:>4} {:>8} {:>21} {:>21}\n",
             r.container,
             r.process.as_deref().unwrap_or("(container)"),
             r.cpu_percent,
@@ -149,6 +166,10 @@ fn table(rows: &[Row]) -> String {
                 format_size(r.io_read_bytes),
                 format_size(r.io_write_bytes)
             ),
+            match (r.net_rx_bytes, r.net_tx_bytes) {
+                (Some(rx), Some(tx)) => format!("{} / {}", format_size(rx), format_size(tx)),
+                _ => "host".to_string(),
+            },
         ));
     }
     out

@@ -85,7 +85,10 @@ pub struct PortDef {
     pub host_ip: Option<IpAddr>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
     Tcp,
@@ -141,6 +144,8 @@ pub struct ProcessDef {
     pub read_only: bool,
     pub healthcheck: Option<HealthcheckDef>,
     pub volumes: Vec<VolumeMount>,
+    /// `egress: allow` (`partial` mode): it may open connections to the host and beyond.
+    pub egress: bool,
 }
 
 impl ProcessDef {

@@ -27,6 +27,8 @@ pub struct ProcessSpans {
     pub memory: Option<Location>,
     pub cpu: Option<Location>,
     pub pids: Option<Location>,
+    /// `egress: allow`, which needs `mode: partial`.
+    pub egress: Option<Location>,
 }
 
 /// Reads one process. `volumes` are the names declared at the top level.
@@ -82,6 +84,7 @@ pub fn process(
         memory: None,
         cpu: None,
         pids: None,
+        egress: None,
     };
     if let Some(l) = &p.limits {
         if let Some(t) = &l.value.memory {
@@ -129,6 +132,13 @@ pub fn process(
         Some(t) => check.boolean("read_only", t)?,
         None => false,
     };
+    let egress = match &p.egress {
+        Some(t) => {
+            spans.egress = Some(t.referenced);
+            check.choice("egress", t, &[("allow", true), ("deny", false)])?
+        }
+        None => false,
+    };
     let healthcheck = match &p.healthcheck {
         Some(h) => Some(healthcheck(check, h)?),
         None => None,
@@ -161,6 +171,7 @@ pub fn process(
         read_only,
         healthcheck,
         volumes: mounts,
+        egress,
     };
     Ok((def, spans))
 }

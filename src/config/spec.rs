@@ -131,6 +131,10 @@ pub struct ProcessSpec {
     pub workdir: Option<String>,
     pub user: Option<UserSpec>,
     pub net: NetMode,
+    /// `partial` only: it may open connections to the host and beyond (`egress: allow`).
+    pub egress: bool,
+    /// `hydra run -p` mappings (`up` maps ports container-wide, in its plan).
+    pub ports: Vec<crate::net::ports::PortMapping>,
     pub security: SecurityLevel,
     pub read_only: bool,
     /// Run hydra's pid-1 init in front of the command.

@@ -89,6 +89,7 @@ pub fn validate(raw: &Spanned<FileRaw>, file: &Path) -> Result<AppSpec, ConfigEr
         Some(i) => isolation(&check, i, &known)?,
         None => IsolationDef::default(),
     };
+    egress_needs_partial(&check, &isolation, &processes, &spans)?;
     let ipc = match &f.ipc {
         Some(i) => ipc(&check, &i.value, &known)?,
         None => IpcDef::default(),
@@ -110,6 +111,27 @@ pub fn validate(raw: &Spanned<FileRaw>, file: &Path) -> Result<AppSpec, ConfigEr
         ipc,
         networks,
     })
+}
+
+/// `egress: allow` only means something for a process with its own link.
+fn egress_needs_partial(
+    check: &Checker,
+    isolation: &IsolationDef,
+    processes: &[ProcessDef],
+    spans: &[ProcessSpans],
+) -> Result<(), ConfigError> {
+    if isolation.mode == NetMode::Partial {
+        return Ok(());
+    }
+    for (def, span) in processes.iter().zip(spans) {
+        if let (true, Some(at)) = (def.egress, span.egress) {
+            return Err(check.error(
+                &at,
+                format!("egress: allow needs `isolation: {{mode: partial}}` ({} has no link of its own to open connections from)", def.name),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `version:` — `1.0` (quoted or not), `1` or `1.x`.

@@ -94,6 +94,7 @@ pub struct ProcessRaw {
     pub read_only: Option<Text>,
     pub healthcheck: Option<Spanned<HealthcheckRaw>>,
     pub volumes: Option<TextList>,
+    pub egress: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

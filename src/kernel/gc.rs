@@ -7,6 +7,7 @@ use super::state::StateDir;
 
 /// Removes the recorded objects of a state directory whose owner is gone, then the directory.
 pub fn collect_dir(dir: &Path) {
+    let _ = crate::net::setup::release(dir);
     let mut records = StateDir::records(dir);
     // Innermost objects were recorded last.
     records.reverse();

@@ -6,14 +6,18 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::config::{AppSpec, HealthcheckDef, ImageSource, Limits, ProcessSpec, RestartPolicy};
+use crate::net::firewall::Forward;
+use crate::net::setup::Request;
 use crate::net::NetMode;
 
 #[derive(Debug, Error)]
 pub enum PlanError {
     #[error("{file}: container.path images (.hcon) are not supported yet; use container.rootfs")]
     Image { file: PathBuf },
-    #[error("{file}: isolation mode partial needs port forwarding, which hydra does not have yet; use complete or none")]
-    Partial { file: PathBuf },
+    #[error("{file}: isolation mode partial needs root: hydra cannot create veth links without CAP_NET_ADMIN on the host")]
+    PartialRootless { file: PathBuf },
+    #[error("{file}: ports: host_ip {ip}: only IPv4 host addresses can be mapped (processes have IPv4 links)")]
+    Ipv6Port { file: PathBuf, ip: std::net::IpAddr },
     #[error("{file}: {what} are not supported yet")]
     Unsupported { file: PathBuf, what: &'static str },
 }
@@ -44,6 +48,47 @@ pub struct Plan {
     pub volumes: Vec<(String, u64)>,
     /// In start order (`depends_on` first).
     pub processes: Vec<PlannedProcess>,
+    /// `partial` mode: one endpoint per process (same order) and the port mappings.
+    pub network: Option<Request>,
+}
+
+/// The endpoints (one per virtual process, in plan order) and the port mappings, each aimed at
+/// every instance of its process.
+fn network(app: &AppSpec, processes: &[PlannedProcess]) -> Result<Request, PlanError> {
+    let mut forwards = Vec::new();
+    for port in &app.isolation.ports {
+        let host_ip = match port.host_ip {
+            None => None,
+            Some(std::net::IpAddr::V4(ip)) if ip.is_unspecified() => None,
+            Some(std::net::IpAddr::V4(ip)) => Some(ip),
+            Some(ip) => {
+                return Err(PlanError::Ipv6Port {
+                    file: app.file.clone(),
+                    ip,
+                })
+            }
+        };
+        forwards.push(Forward {
+            protocol: port.protocol,
+            host_ip,
+            host_port: port.external,
+            port: port.internal,
+            process: port.process.clone(),
+            targets: processes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.group == port.process)
+                .map(|(i, _)| i)
+                .collect(),
+        });
+    }
+    Ok(Request {
+        endpoints: processes
+            .iter()
+            .map(|p| (p.spec.name.clone(), p.spec.egress))
+            .collect(),
+        forwards,
+    })
 }
 
 /// Expands the spec. Features the YAML can name but hydra cannot run yet are refused here with
@@ -54,8 +99,8 @@ pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
         ImageSource::Rootfs(dir) => dir.clone(),
         ImageSource::Image(_) => return Err(PlanError::Image { file }),
     };
-    if app.isolation.mode == NetMode::Partial || !app.isolation.ports.is_empty() {
-        return Err(PlanError::Partial { file });
+    if app.isolation.mode == NetMode::Partial && crate::process::rootless() {
+        return Err(PlanError::PartialRootless { file });
     }
     if !app.ipc.channels.is_empty() || !app.ipc.shared_memory.is_empty() {
         return Err(PlanError::Unsupported {
@@ -85,6 +130,8 @@ pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
                 workdir: def.workdir.clone(),
                 user: def.user.clone(),
                 net: app.isolation.mode,
+                egress: def.egress,
+                ports: Vec::new(),
                 security: app.security.level,
                 read_only: def.read_only,
                 init: true,
@@ -105,7 +152,12 @@ pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
             });
         }
     }
+    let network = match app.isolation.mode {
+        NetMode::Partial => Some(network(app, &processes)?),
+        _ => None,
+    };
     Ok(Plan {
+        network,
         container: app.container.name.clone(),
         file: app.file.clone(),
         limits: Limits {

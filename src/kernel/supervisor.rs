@@ -38,6 +38,8 @@ pub enum SupervisorError {
     State(#[from] StateError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Net(#[from] crate::net::setup::NetError),
     #[error("{process}: {source}")]
     Process {
         process: String,
@@ -108,6 +110,9 @@ struct Slot {
     kill_at: Option<Instant>,
     /// The healthcheck of the current run, if the process has one.
     checker: Option<Checker>,
+    /// Its `partial` link, claimed once for the container's life (restarts reuse it, so the
+    /// port mappings never change).
+    link: Option<crate::net::pool::Subnet>,
 }
 
 /// How output reaches the terminal of a foreground `up`.
@@ -204,9 +209,10 @@ impl Supervisor {
                 stop_requested: false,
                 kill_at: None,
                 checker: None,
+                link: None,
             })
             .collect();
-        Ok(Supervisor {
+        let mut supervisor = Supervisor {
             plan,
             state,
             container_cgroup,
@@ -219,7 +225,21 @@ impl Supervisor {
             width,
             shutting_down: false,
             warnings,
-        })
+        };
+        supervisor.claim_network()?;
+        Ok(supervisor)
+    }
+
+    /// Claims the subnets and host ports and installs the firewall rules (released on drop).
+    fn claim_network(&mut self) -> Result<(), SupervisorError> {
+        let Some(request) = &self.plan.network else {
+            return Ok(());
+        };
+        let net = crate::net::setup::claim(self.state.path(), &self.plan.container, request)?;
+        for (slot, endpoint) in self.slots.iter_mut().zip(&net.endpoints) {
+            slot.link = Some(endpoint.subnet);
+        }
+        Ok(())
     }
 
     pub fn warnings(&self) -> &[String] {
@@ -267,6 +287,7 @@ impl Supervisor {
             stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
             nice: slot.planned.priority,
             cgroup_view: slot.cgroup.as_ref().map(Cgroup::view),
+            link: slot.link,
         };
         let prepared = process::prepare(&spec, &self.layer, false, extras).map_err(wrap)?;
         let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref()).map_err(wrap)?;
@@ -711,6 +732,9 @@ impl Drop for Supervisor {
         }
         if let Some(mut cg) = self.container_cgroup.take() {
             let _ = cg.destroy();
+        }
+        if let Err(e) = crate::net::setup::release(self.state.path()) {
+            eprintln!("hydra: {}: removing the network: {e}", self.plan.container);
         }
         // Unmounted before the state directory goes (they live in this process's own mount
         // namespace, so the host never held them).

@@ -1,6 +1,18 @@
-//! Network isolation of virtual processes.
+//! Network isolation of virtual processes: the modes, `partial` mode's veth links and address
+//! pool, and the PortForwarder's nftables rules.
 
+pub mod conntrack;
+pub mod firewall;
+pub mod lock;
 pub mod loopback;
 pub mod mode;
+pub mod netlink;
+pub mod nft;
+pub mod pool;
+pub mod ports;
+pub mod portstats;
+pub mod setup;
+pub mod traffic;
+pub mod veth;
 
 pub use mode::NetMode;

@@ -5,7 +5,7 @@
 pub enum NetMode {
     /// The host's network namespace.
     None,
-    /// Own namespace reachable only through declared port mappings (not yet available).
+    /// Own namespace with one veth link, reachable only through declared port mappings.
     Partial,
     /// Own namespace with only `lo`.
     #[default]
@@ -13,6 +13,15 @@ pub enum NetMode {
 }
 
 impl NetMode {
+    /// The mode's word in YAML and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetMode::None => "none",
+            NetMode::Partial => "partial",
+            NetMode::Complete => "complete",
+        }
+    }
+
     /// Whether the process gets its own network namespace.
     pub fn own_namespace(self) -> bool {
         !matches!(self, NetMode::None)

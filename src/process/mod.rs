@@ -53,6 +53,10 @@ pub enum ProcessError {
     Cgroup(#[from] CgroupError),
     #[error("{step}: {}", stage::errno_text(*.errno))]
     Sys { step: &'static str, errno: Errno },
+    #[error(transparent)]
+    Net(#[from] crate::net::setup::NetError),
+    #[error("network link: {0}")]
+    Veth(#[from] crate::net::veth::VethError),
     #[error("writing the user namespace id maps: {0}")]
     IdMap(std::io::Error),
     #[error("--workdir {0} must be an absolute path")]
@@ -158,6 +162,8 @@ pub struct Extras {
     pub nice: Option<i32>,
     /// The process's cgroups, mounted read-only at /sys/fs/cgroup.
     pub cgroup_view: Option<crate::fs::plan::CgroupView>,
+    /// Its `partial` link (claimed container-wide before).
+    pub link: Option<crate::net::pool::Subnet>,
 }
 
 /// Prepares everything the child needs. `layer_mountpoint` is where its private tmpfs goes (the
@@ -181,6 +187,11 @@ pub fn prepare(
     let mut warnings = Vec::new();
     if level == SecurityLevel::Minimal {
         warnings.push("security level minimal: no seccomp filter (for debugging only)".to_string());
+    } else if spec.net == crate::net::NetMode::None {
+        warnings.push(
+            "network mode none: the process shares the host's network (every interface and port)"
+                .to_string(),
+        );
     }
     let mounts = fs::plan::build(
         &rootfs,
@@ -217,6 +228,7 @@ pub fn prepare(
         stdio: extras.stdio,
         nice: extras.nice,
         argv_area: launch::own_argv_area(),
+        link: extras.link,
         id_mapping,
         exec: exec_plan(spec, &env)?,
     };
@@ -270,7 +282,8 @@ fn clone_flags(spec: &ProcessSpec) -> u64 {
     flags as u64
 }
 
-/// The parent's part between clone and go: the id maps of a rootless child.
+/// The parent's part between clone and go: the id maps of a rootless child, the network link
+/// of a `partial` one.
 fn release_child(
     child: &clone::Child,
     plan: &LaunchPlan,
@@ -278,6 +291,9 @@ fn release_child(
 ) -> Result<(), ProcessError> {
     if let Some(mapping) = plan.id_mapping {
         idmap::write(child.pid, mapping).map_err(ProcessError::IdMap)?;
+    }
+    if let Some(subnet) = &plan.link {
+        crate::net::veth::attach(child.pid, subnet)?;
     }
     handshake::send_go(parent_end).map_err(sys("starting the process"))
 }
@@ -288,10 +304,12 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     // The cgroup is recorded before it exists (write-ahead), so gc finds it after a crash.
     let cgroup_rel = cgroups::relative_path(&spec.container, &spec.name);
     let state = StateDir::create(&spec.container, &[("cgroup", &cgroup_rel)])?;
+    let network = claim_network(spec, &state)?;
     let mut warnings = Vec::new();
     let mut cgroup = make_cgroup(spec, &mut warnings)?;
     let extras = Extras {
         cgroup_view: cgroup.as_ref().map(Cgroup::view),
+        link: network.as_ref().map(|n| n.link),
         ..Extras::default()
     };
     let prepared = prepare(spec, &state.layer_mountpoint(false)?, terminal, extras);
@@ -315,9 +333,72 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     if let Some(cg) = cgroup.as_mut() {
         cg.destroy()?;
     }
+    network.map(LoneNetwork::release).transpose()?;
     let ended = result?;
     drop(state);
     Ok(outcome::decide(&plan, &ended, events, &spec.limits))
+}
+
+/// A lone process's network, released on drop if `release` was not reached.
+struct LoneNetwork<'s> {
+    state: &'s StateDir,
+    link: crate::net::pool::Subnet,
+    released: bool,
+}
+
+impl LoneNetwork<'_> {
+    fn release(mut self) -> Result<(), ProcessError> {
+        self.released = true;
+        Ok(crate::net::setup::release(self.state.path())?)
+    }
+}
+
+impl Drop for LoneNetwork<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = crate::net::setup::release(self.state.path());
+        }
+    }
+}
+
+/// Claims the link and port mappings of a `partial` lone process.
+fn claim_network<'s>(
+    spec: &ProcessSpec,
+    state: &'s StateDir,
+) -> Result<Option<LoneNetwork<'s>>, ProcessError> {
+    use crate::net::{firewall::Forward, setup};
+    if spec.net != crate::net::NetMode::Partial {
+        return Ok(None);
+    }
+    let request = setup::Request {
+        endpoints: vec![(spec.name.clone(), spec.egress)],
+        forwards: spec
+            .ports
+            .iter()
+            .map(|p| Forward {
+                protocol: p.protocol,
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                port: p.port,
+                process: spec.name.clone(),
+                targets: vec![0],
+            })
+            .collect(),
+    };
+    let claimed = setup::claim(state.path(), &spec.container, &request);
+    // Whatever was claimed before a failure is released with the guard.
+    let guard = |link| LoneNetwork {
+        state,
+        link,
+        released: false,
+    };
+    match claimed {
+        Ok(net) => Ok(Some(guard(net.endpoints[0].subnet))),
+        Err(e) => {
+            let _ = setup::release(state.path());
+            Err(e.into())
+        }
+    }
 }
 
 /// A cloned virtual process and the parent's end of its set-up channel (EOF once it exec'd).

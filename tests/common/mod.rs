@@ -689,11 +689,34 @@ pub fn host_leftovers(name: &str, state_root: &Path) -> Result<(), String> {
             }
         }
     }
+    for chain in nft_chains_of(name) {
+        found.push(format!("nft chain inet hydra {chain}"));
+    }
     if found.is_empty() {
         Ok(())
     } else {
         Err(format!("leftovers for {name}: {}", found.join("; ")))
     }
+}
+
+/// The chains of container `name` in hydra's nftables table (`<name>-<role>`).
+pub fn nft_chains_of(name: &str) -> Vec<String> {
+    let Ok(out) = Command::new("nft")
+        .args(["list", "table", "inet", "hydra"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("chain "))
+        .map(|l| l.trim_end_matches(" {").to_string())
+        .filter(|c| {
+            ["pre", "dnat", "out", "post", "snat"]
+                .iter()
+                .any(|role| *c == format!("{name}-{role}"))
+        })
+        .collect()
 }
 
 /// Panics if the host still holds anything for container `name`.

@@ -7,6 +7,11 @@
  *   hydra-probe ptrace PID | unshare user|net|mount|pid|ipc|uts|cgroup | clone3 | mount
  *               open-max | fsize PATH BYTES | alloc MB [hold] | fds | caps
  *               syscall keyctl|setns|perf_event_open|io_uring_setup
+ *               connect IP PORT | udp-echo PORT
+ *
+ * `connect IP PORT` opens a TCP connection with a 2 s timeout (a measurement of reachability:
+ * "connect: ok" or the errno name, exit 0 or 1). `udp-echo PORT` answers every datagram on
+ * PORT with itself until killed; it prints "udp-echo: ready" once bound.
  *
  * `alloc MB hold` keeps the memory after printing and waits until it is killed (a steady load for
  * `hydra stats`).
@@ -25,7 +30,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -45,6 +54,8 @@ static const char *errname(int e)
 		{EBUSY, "EBUSY"}, {EEXIST, "EEXIST"}, {EINVAL, "EINVAL"}, {ENFILE, "ENFILE"},
 		{EMFILE, "EMFILE"}, {EFBIG, "EFBIG"}, {ENOSPC, "ENOSPC"}, {EROFS, "EROFS"},
 		{ENOSYS, "ENOSYS"}, {E2BIG, "E2BIG"}, {EDQUOT, "EDQUOT"},
+		{ECONNREFUSED, "ECONNREFUSED"}, {ETIMEDOUT, "ETIMEDOUT"},
+		{ENETUNREACH, "ENETUNREACH"}, {EHOSTUNREACH, "EHOSTUNREACH"},
 	};
 	static char buf[16];
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
@@ -211,6 +222,52 @@ static int do_syscall(const char *name)
 	return 0;
 }
 
+static int do_connect(const char *ip, int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	if (inet_pton(AF_INET, ip, &a.sin_addr) != 1) {
+		printf("connect: bad address\n");
+		return 2;
+	}
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (s < 0 || (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS)) {
+		printf("connect: %s\n", errname(errno));
+		return 1;
+	}
+	struct pollfd p = {.fd = s, .events = POLLOUT};
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (poll(&p, 1, 2000) == 0)
+		err = ETIMEDOUT;
+	else if (getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	close(s);
+	if (err) {
+		printf("connect: %s\n", errname(err));
+		return 1;
+	}
+	printf("connect: ok\n");
+	return 0;
+}
+
+static int do_udp_echo(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0)
+		return report("udp-echo", 0);
+	printf("udp-echo: ready\n");
+	fflush(stdout);
+	char buf[65536];
+	for (;;) {
+		struct sockaddr_in from;
+		socklen_t len = sizeof(from);
+		ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &len);
+		if (n >= 0)
+			sendto(s, buf, n, 0, (struct sockaddr *)&from, len);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *op = argc > 1 ? argv[1] : "";
@@ -240,7 +297,12 @@ int main(int argc, char **argv)
 		return do_caps();
 	if (strcmp(op, "syscall") == 0 && argc == 3 && do_syscall(argv[2]) == 0)
 		return 0;
+	if (strcmp(op, "connect") == 0 && argc == 4)
+		return do_connect(argv[2], atoi(argv[3]));
+	if (strcmp(op, "udp-echo") == 0 && argc == 3)
+		return do_udp_echo(atoi(argv[2]));
 	fprintf(stderr, "usage: hydra-probe ptrace PID | unshare NS | clone3 | mount | open-max |"
-			" fsize PATH BYTES | alloc MB [hold] | fds | caps | syscall NAME\n");
+			" fsize PATH BYTES | alloc MB [hold] | fds | caps | syscall NAME |"
+			" connect IP PORT | udp-echo PORT\n");
 	return 2;
 }

@@ -114,6 +114,7 @@ fn design_example_loads_as_written() {
             read_only: false,
             healthcheck: None,
             volumes: vec![],
+            egress: false,
         }
     );
     let worker = &app.processes[1];
@@ -572,7 +573,7 @@ fn errors_name_file_line_and_column() {
     .expect_err("unknown key");
     assert_eq!(
         e.to_string(),
-        "/srv/app/hydra.yaml:3:33: unknown key `bogus` (expected one of: name, command, count, env, limits, priority, restart, depends_on, user, workdir, read_only, healthcheck, volumes)"
+        "/srv/app/hydra.yaml:3:33: unknown key `bogus` (expected one of: name, command, count, env, limits, priority, restart, depends_on, user, workdir, read_only, healthcheck, volumes, egress)"
     );
 }
 
@@ -601,6 +602,15 @@ fn errors() {
         (
             format!("security: {{level: strict}}\n{p}"),
             "2:12: unknown key `level` (expected one of: encryption, security_level, key)",
+        ),
+        // egress.
+        (
+            "processes:\n  - {name: a, command: a, egress: yes}\n".into(),
+            "3:35: egress: expected one of allow, deny, found 'yes'",
+        ),
+        (
+            "processes:\n  - {name: a, command: a, egress: allow}\n".into(),
+            "3:35: egress: allow needs `isolation: {mode: partial}` (a has no link of its own to open connections from)",
         ),
         // Wrong types.
         (

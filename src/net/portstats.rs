@@ -1,0 +1,95 @@
+//! `hydra ports`: each mapping of a container with its counters. New connections come from the
+//! DNAT rules (a nat chain sees only a flow's first packet), packets and bytes from the filter
+//! rules on the process's link (every packet, both directions), live connections from conntrack.
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use super::conntrack;
+use super::firewall::{counter_comment, FirewallError, Network};
+use super::nft::{self, Count};
+use crate::config::Protocol;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One virtual process a mapping leads to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub process: String,
+    pub address: Ipv4Addr,
+}
+
+/// One mapping and what went through it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PortStat {
+    pub protocol: Protocol,
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub process: String,
+    pub port: u16,
+    /// The virtual processes and addresses new connections are spread over.
+    pub targets: Vec<Target>,
+    /// New connections (flows) since the mapping was installed.
+    pub connections: u64,
+    /// Connections open now (TCP established, UDP flows still tracked).
+    pub active: u64,
+    /// Towards the process.
+    pub received: Traffic,
+    /// From the process.
+    pub sent: Traffic,
+}
+
+fn sum(counts: &[Count], comment: &str) -> Traffic {
+    counts
+        .iter()
+        .filter(|c| c.comment == comment)
+        .fold(Traffic::default(), |t, c| Traffic {
+            packets: t.packets + c.packets,
+            bytes: t.bytes + c.bytes,
+        })
+}
+
+/// Reads the counters of every mapping of `net`.
+pub fn read(net: &Network) -> Result<Vec<PortStat>, FirewallError> {
+    let counts = nft::counters(&net.container)?;
+    let flows = conntrack::flows();
+    Ok(net
+        .forwards
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let targets: Vec<Target> = f
+                .targets
+                .iter()
+                .filter_map(|&t| net.endpoints.get(t))
+                .map(|e| Target {
+                    process: e.process.clone(),
+                    address: e.subnet.guest(),
+                })
+                .collect();
+            let guests: Vec<Ipv4Addr> = targets.iter().map(|t| t.address).collect();
+            // The DNAT rule sits in two chains (prerouting, output): both count.
+            let connections = sum(&counts, &counter_comment(i, "new")).packets;
+            PortStat {
+                protocol: f.protocol,
+                host_ip: f.host_ip,
+                host_port: f.host_port,
+                process: f.process.clone(),
+                port: f.port,
+                connections,
+                active: flows
+                    .iter()
+                    .filter(|fl| conntrack::is_active(fl, f.protocol, f.host_port, &guests, f.port))
+                    .count() as u64,
+                received: sum(&counts, &counter_comment(i, "in")),
+                sent: sum(&counts, &counter_comment(i, "out")),
+                targets,
+            }
+        })
+        .collect())
+}

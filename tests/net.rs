@@ -1,0 +1,378 @@
+//! Network isolation from inside and outside: `partial` processes are reachable only through
+//! their port mappings (at 127.0.0.1 and at the host end of their link), cannot open connections
+//! unless `egress` allows it, `hydra ports` counts what went through, and nothing (chains, veths,
+//! state) outlives a container, even a killed one. Traffic only ever goes to loopback and to the
+//! namespaces these tests create.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A TCP echo server on 8080 and a second one on 9090 (never mapped), a UDP echo on 5353.
+const SERVERS: &str = "nc -ll -p 8080 -e cat & nc -ll -p 9090 -e cat & \
+                       hydra-probe udp-echo 5353 & echo servers up; wait";
+
+/// Connects to `addr`, retrying while the server inside is still starting (bounded).
+fn connect(addr: SocketAddr) -> TcpStream {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                return s;
+            }
+            Err(e) if Instant::now() < end => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("connecting to {addr}: {e}"),
+        }
+    }
+}
+
+/// Sends `message` and reads the echo back in full.
+fn echo(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
+    stream.write_all(message).unwrap();
+    let mut got = vec![0u8; message.len()];
+    stream.read_exact(&mut got).unwrap();
+    got
+}
+
+fn ports(name: &str) -> Vec<serde_json::Value> {
+    let out = Hydra::bare().args(["ports", name, "--json"]).output();
+    out.assert_ok();
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ports --json: {e}\n{out}"))
+}
+
+/// (host end, process end) of the link of the first target of the first mapping.
+fn link_of(name: &str) -> (Ipv4Addr, Ipv4Addr) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Hydra::bare().args(["ports", name, "--json"]).output();
+        if out.code() == 0 {
+            let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+            let guest: Ipv4Addr = v[0]["targets"][0]["address"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let host = Ipv4Addr::from(u32::from(guest) - 1);
+            return (host, guest);
+        }
+        assert!(Instant::now() < end, "no ports for {name}: {out}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn veth_of(host: Ipv4Addr) -> String {
+    format!("hy{:08x}", (u32::from(host) - 1) >> 2)
+}
+
+/// The interface index of `veth`, if it exists. Other tests may reuse a freed subnet (and so
+/// its interface name) at once, so "gone" means "this index is gone".
+fn ifindex(veth: &str) -> Option<String> {
+    std::fs::read_to_string(Path::new("/sys/class/net").join(veth).join("ifindex")).ok()
+}
+
+fn link_gone(veth: &str, index: &Option<String>) -> bool {
+    index.is_some() && ifindex(veth) != *index
+}
+
+/// The connection fails (refused or timed out) rather than reaching anything.
+fn unreachable(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
+}
+
+#[test]
+fn a_mapped_port_answers_at_loopback_and_the_link_and_nothing_else_does() {
+    require_root();
+    let mut run = Hydra::run("net-map")
+        .args(["-p", "18101:8080", "-p", "18102:5353/udp"])
+        .sh(SERVERS)
+        .spawn();
+    run.wait_for_stdout("servers up");
+    let name = run.name().to_string();
+    let (host, guest) = link_of(&name);
+    let mut local = connect(SocketAddr::from(([127, 0, 0, 1], 18101)));
+    assert_eq!(echo(&mut local, b"via loopback\n"), b"via loopback\n");
+    let mut link = connect(SocketAddr::from((host, 18101)));
+    assert_eq!(echo(&mut link, b"via the link\n"), b"via the link\n");
+    // The unmapped server on 9090 is not reachable, neither through the host nor directly.
+    assert!(unreachable(SocketAddr::from(([127, 0, 0, 1], 9090))));
+    assert!(unreachable(SocketAddr::from((host, 9090))));
+    assert!(
+        unreachable(SocketAddr::from((guest, 9090))),
+        "the host reached an unmapped port of the process directly"
+    );
+    // UDP echo through the UDP mapping.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut answer = [0u8; 64];
+    let mut got = None;
+    for _ in 0..5 {
+        udp.send_to(b"datagram", "127.0.0.1:18102").unwrap();
+        if let Ok((n, _)) = udp.recv_from(&mut answer) {
+            got = Some(answer[..n].to_vec());
+            break;
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&b"datagram"[..]));
+    drop((local, link));
+    let veth = veth_of(host);
+    let index = ifindex(&veth);
+    assert!(
+        index.is_some(),
+        "{veth} should exist while the process runs"
+    );
+    run.signal(libc::SIGTERM);
+    run.wait();
+    assert!(link_gone(&veth, &index), "{veth} outlived its process");
+    assert!(nft_chains_of(&name).is_empty());
+}
+
+#[test]
+fn ports_counts_connections_and_bytes_of_the_mapping() {
+    require_root();
+    let mut run = Hydra::run("net-count")
+        .args(["-p", "18111:8080"])
+        .sh(SERVERS)
+        .spawn();
+    run.wait_for_stdout("servers up");
+    let name = run.name().to_string();
+    link_of(&name);
+    // connect() retries until the server listens; earlier refused attempts are flows too, so
+    // the counters are read relative to a first connection.
+    let mut first = connect(SocketAddr::from(([127, 0, 0, 1], 18111)));
+    assert_eq!(echo(&mut first, b"x"), b"x");
+    let before = ports(&name)[0].clone();
+    assert_eq!(before["active"], 1, "{before}");
+    let payload = vec![b'a'; 100_000];
+    for _ in 0..3 {
+        let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18111)));
+        assert_eq!(echo(&mut s, &payload), payload);
+    }
+    let after = ports(&name)[0].clone();
+    let delta = |path: [&str; 2]| {
+        after[path[0]][path[1]].as_u64().unwrap() - before[path[0]][path[1]].as_u64().unwrap()
+    };
+    assert_eq!(
+        after["connections"].as_u64().unwrap() - before["connections"].as_u64().unwrap(),
+        3,
+        "{after}"
+    );
+    // 3 × 100 000 payload bytes each way; headers add 40–60 bytes per packet.
+    let (received, sent) = (delta(["received", "bytes"]), delta(["sent", "bytes"]));
+    let packets = delta(["received", "packets"]) + delta(["sent", "packets"]);
+    for bytes in [received, sent] {
+        assert!(bytes >= 300_000, "{after}");
+        assert!(bytes <= 300_000 + 60 * packets, "{after}");
+    }
+    assert_eq!(after["process"], name.as_str());
+    let table = Hydra::bare().args(["ports", &name]).output();
+    table.assert_ok();
+    table.assert_stdout_contains("18111/tcp");
+    drop(first);
+    run.signal(libc::SIGTERM);
+    run.wait();
+}
+
+#[test]
+fn a_partial_process_cannot_open_connections_unless_egress_allows_it() {
+    require_root();
+    // A listener on every host address (the host end of the link included).
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The host end of the link is the process's default gateway.
+    let script = format!(
+        "gw=$(ip route | sed -n 's/^default via \\([^ ]*\\).*/\\1/p'); hydra-probe connect $gw {port}"
+    );
+    let denied = Hydra::run("net-egress-deny")
+        .args(["--net", "partial"])
+        .sh(&script)
+        .output();
+    assert_eq!(denied.code(), 1, "{denied}");
+    assert!(
+        denied.stdout.contains("ETIMEDOUT")
+            || denied.stdout.contains("EHOSTUNREACH")
+            || denied.stdout.contains("ECONNREFUSED"),
+        "{denied}"
+    );
+    let allowed = Hydra::run("net-egress-allow")
+        .args(["--net", "partial", "--egress"])
+        .sh(&script)
+        .output();
+    allowed.assert_ok();
+    allowed.assert_stdout_contains("connect: ok");
+    drop(listener);
+}
+
+#[test]
+fn complete_has_only_lo_and_reaches_nothing() {
+    require_root();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = Hydra::run("net-complete")
+        .sh(&format!(
+            "ls /sys/class/net; hydra-probe connect 127.0.0.1 {port}; hydra-probe connect 10.231.0.1 {port}; true"
+        ))
+        .output();
+    out.assert_ok();
+    let lines = out.lines();
+    assert_eq!(lines[0], "lo", "{out}");
+    assert!(
+        lines[1].starts_with("connect: ECONNREFUSED"),
+        "its own lo, not the host's: {out}"
+    );
+    assert!(lines[2].starts_with("connect: ENETUNREACH"), "{out}");
+}
+
+#[test]
+fn two_containers_map_at_once_and_one_going_leaves_the_other_intact() {
+    require_root();
+    let mut a = Hydra::run("net-two-a")
+        .args(["-p", "18121:8080"])
+        .sh(SERVERS)
+        .spawn();
+    let mut b = Hydra::run("net-two-b")
+        .args(["-p", "18122:8080"])
+        .sh(SERVERS)
+        .spawn();
+    a.wait_for_stdout("servers up");
+    b.wait_for_stdout("servers up");
+    let (a_name, b_name) = (a.name().to_string(), b.name().to_string());
+    let (a_host, _) = link_of(&a_name);
+    let (b_host, _) = link_of(&b_name);
+    assert_ne!(a_host, b_host, "two containers share a subnet");
+    let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18121)));
+    assert_eq!(echo(&mut s, b"a\n"), b"a\n");
+    drop(s);
+    a.signal(libc::SIGTERM);
+    a.wait();
+    assert!(nft_chains_of(&a_name).is_empty());
+    assert_eq!(nft_chains_of(&b_name).len(), 5, "b's chains went with a");
+    let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18122)));
+    assert_eq!(echo(&mut s, b"b\n"), b"b\n");
+    drop(s);
+    b.signal(libc::SIGTERM);
+    b.wait();
+    assert!(nft_chains_of(&b_name).is_empty());
+}
+
+#[test]
+fn a_host_port_in_use_or_mapped_by_another_container_is_refused() {
+    require_root();
+    let busy = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let out = Hydra::run("net-busy")
+        .args(["-p", &format!("{port}:8080")])
+        .cmd(["true"])
+        .output();
+    out.assert_code(125);
+    assert!(
+        out.one_stderr_line()
+            .contains(&format!("host port {port}/tcp is already in use")),
+        "{out}"
+    );
+    drop(busy);
+    let mut first = Hydra::run("net-clash-a")
+        .args(["-p", "18131:8080"])
+        .sh(SERVERS)
+        .spawn();
+    first.wait_for_stdout("servers up");
+    let out = Hydra::run("net-clash-b")
+        .args(["-p", "18131:8080"])
+        .cmd(["true"])
+        .output();
+    out.assert_code(125);
+    let line = out.one_stderr_line().to_string();
+    assert!(
+        line.contains("host port 18131/tcp is already mapped by container")
+            && line.contains(first.name()),
+        "{out}"
+    );
+    first.signal(libc::SIGTERM);
+    first.wait();
+}
+
+#[test]
+fn bad_network_flags_get_one_clear_line() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--net", "complete", "-p", "80:80"],
+            "-p needs --net partial",
+        ),
+        (&["-p", "80"], "expected [IP:]HOST:CONTAINER[/udp]"),
+        (&["-p", "[::1]:80:80"], "only IPv4 host addresses"),
+        (&["--egress"], "--egress needs --net partial"),
+    ];
+    for (flags, wanted) in cases {
+        let out = Hydra::run("net-bad")
+            .args(flags.iter().copied())
+            .cmd(["true"])
+            .output();
+        out.assert_code(125);
+        assert!(out.one_stderr_line().contains(wanted), "{flags:?}: {out}");
+    }
+}
+
+#[test]
+fn a_killed_hydra_leaves_chains_and_link_that_gc_removes() {
+    require_root();
+    let mut run = Hydra::run("net-gc")
+        .without_clean_check()
+        .args(["-p", "18141:8080"])
+        .sh(SERVERS)
+        .spawn();
+    run.wait_for_stdout("servers up");
+    let name = run.name().to_string();
+    let (host, _) = link_of(&name);
+    let veth = veth_of(host);
+    let index = ifindex(&veth);
+    run.signal(libc::SIGKILL);
+    run.wait();
+    assert_eq!(
+        nft_chains_of(&name).len(),
+        5,
+        "the chains are what gc must find"
+    );
+    let gc = Hydra::bare().arg("gc").output();
+    gc.assert_ok();
+    assert!(nft_chains_of(&name).is_empty(), "gc left the chains: {gc}");
+    let end = Instant::now() + Duration::from_secs(5);
+    while !link_gone(&veth, &index) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(link_gone(&veth, &index), "gc left {veth}");
+    assert_host_clean(&name, Path::new("/run/hydra"));
+}
+
+#[test]
+fn a_mapping_to_a_process_with_count_two_spreads_connections_over_both() {
+    let app = App::new(
+        "net-spread",
+        "isolation:\n  mode: partial\n  ports: [{internal: 8080, external: 18151, process: web}]\nprocesses:\n  - {name: web, count: 2, command: nc -ll -p 8080 -e hostname}\n",
+    );
+    app.up_detached();
+    app.wait_for("both running", |ps| {
+        ps.iter().filter(|p| p["state"] == "running").count() == 2
+    });
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18151)));
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        seen.push(answer.trim().to_string());
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["web.0", "web.1"]);
+    let stats = ports(&app.name);
+    assert_eq!(stats[0]["targets"].as_array().unwrap().len(), 2);
+    assert!(stats[0]["connections"].as_u64().unwrap() >= 4, "{stats:?}");
+    app.down().assert_ok();
+    assert!(nft_chains_of(&app.name).is_empty());
+}
