@@ -376,3 +376,50 @@ fn a_mapping_to_a_process_with_count_two_spreads_connections_over_both() {
     app.down().assert_ok();
     assert!(nft_chains_of(&app.name).is_empty());
 }
+
+#[test]
+fn a_udp_flow_from_before_the_mapping_is_flushed_so_it_reaches_the_process() {
+    require_root();
+    // Connection tracking runs while hydra's nat chains exist: keep one container up so the
+    // early datagram below is tracked (as it would be on any host with a NAT rule).
+    let mut tracker = Hydra::run("net-udp-tracker")
+        .args(["-p", "18162:8080"])
+        .sh(SERVERS)
+        .spawn();
+    tracker.wait_for_stdout("servers up");
+    link_of(tracker.name());
+    // The client sends first, while nothing listens: conntrack now holds an untranslated flow
+    // from this socket to port 18161.
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    client.send_to(b"early", "127.0.0.1:18161").unwrap();
+    let sport = format!("sport={} dport=18161", client.local_addr().unwrap().port());
+    let tracked = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap();
+    assert!(
+        tracked.contains(&sport),
+        "the early flow is not tracked:\n{tracked}"
+    );
+    let mut run = Hydra::run("net-udp-flush")
+        .args(["-p", "18161:5353/udp"])
+        .sh(SERVERS)
+        .spawn();
+    run.wait_for_stdout("servers up");
+    link_of(run.name());
+    // Same socket, same tuple: only answered if the old flow was forgotten.
+    let mut answer = [0u8; 16];
+    let mut got = None;
+    for _ in 0..6 {
+        client.send_to(b"later", "127.0.0.1:18161").unwrap();
+        if let Ok((n, _)) = client.recv_from(&mut answer) {
+            got = Some(answer[..n].to_vec());
+            break;
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&b"later"[..]));
+    for r in [run, tracker] {
+        r.signal(libc::SIGTERM);
+        r.wait();
+    }
+}

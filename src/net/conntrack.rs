@@ -7,11 +7,14 @@ use crate::config::Protocol;
 
 const TABLE: &str = "/proc/net/nf_conntrack";
 
-/// One tracked flow: its protocol, TCP state, original destination port and reply source.
+/// One tracked flow: its protocol, TCP state, original tuple and reply source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
     pub protocol: String,
     pub state: Option<String>,
+    pub orig_src: Option<Ipv4Addr>,
+    pub orig_dst: Option<Ipv4Addr>,
+    pub orig_sport: Option<u16>,
     pub orig_dport: Option<u16>,
     pub reply_src: Option<Ipv4Addr>,
     pub reply_sport: Option<u16>,
@@ -28,6 +31,9 @@ pub fn parse_line(line: &str) -> Option<Flow> {
     let mut flow = Flow {
         protocol,
         state: None,
+        orig_src: None,
+        orig_dst: None,
+        orig_sport: None,
         orig_dport: None,
         reply_src: None,
         reply_sport: None,
@@ -40,10 +46,14 @@ pub fn parse_line(line: &str) -> Option<Flow> {
             }
             Some(("src", v)) => {
                 tuple += 1;
-                if tuple == 2 {
-                    flow.reply_src = v.parse().ok();
+                match tuple {
+                    1 => flow.orig_src = v.parse().ok(),
+                    2 => flow.reply_src = v.parse().ok(),
+                    _ => {}
                 }
             }
+            Some(("dst", v)) if tuple == 1 => flow.orig_dst = v.parse().ok(),
+            Some(("sport", v)) if tuple == 1 => flow.orig_sport = v.parse().ok(),
             Some(("dport", v)) if tuple == 1 => flow.orig_dport = v.parse().ok(),
             Some(("sport", v)) if tuple == 2 => flow.reply_sport = v.parse().ok(),
             _ => {}
@@ -71,6 +81,66 @@ pub fn is_active(
         }
 }
 
+/// Deletes the tracked UDP flows towards host port `port`: after a mapping appears or goes,
+/// an existing flow would otherwise keep its old translation (or lack of one) for as long as
+/// its sender keeps it alive (Docker's lesson). Returns how many were deleted.
+pub fn flush_udp(port: u16) -> usize {
+    let stale: Vec<Flow> = flows()
+        .into_iter()
+        .filter(|f| f.protocol == "udp" && f.orig_dport == Some(port))
+        .collect();
+    if stale.is_empty() {
+        return 0;
+    }
+    let Ok(socket) = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER) else {
+        return 0;
+    };
+    let _ = socket.connect(&netlink_sys::SocketAddr::new(0, 0));
+    stale
+        .iter()
+        .filter_map(delete_message)
+        .filter(|m| socket.send(m, 0).is_ok())
+        .count()
+}
+
+/// An IPCTNL_MSG_CT_DELETE request naming `flow` by its original tuple (ctnetlink).
+fn delete_message(flow: &Flow) -> Option<Vec<u8>> {
+    const NESTED: u16 = 0x8000;
+    const IPCTNL_MSG_CT_DELETE: u16 = (1 << 8) | 2; // NFNL_SUBSYS_CTNETLINK << 8
+    let attr = |kind: u16, payload: &[u8]| {
+        let mut a = Vec::new();
+        a.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+        a.extend_from_slice(&kind.to_ne_bytes());
+        a.extend_from_slice(payload);
+        a.resize(a.len().next_multiple_of(4), 0);
+        a
+    };
+    let ip = [
+        attr(1, &flow.orig_src?.octets()), // CTA_IP_V4_SRC
+        attr(2, &flow.orig_dst?.octets()), // CTA_IP_V4_DST
+    ]
+    .concat();
+    let proto = [
+        attr(1, &[libc::IPPROTO_UDP as u8]),      // CTA_PROTO_NUM
+        attr(2, &flow.orig_sport?.to_be_bytes()), // CTA_PROTO_SRC_PORT
+        attr(3, &flow.orig_dport?.to_be_bytes()), // CTA_PROTO_DST_PORT
+    ]
+    .concat();
+    let tuple = attr(
+        1 | NESTED,                                                  // CTA_TUPLE_ORIG
+        &[attr(1 | NESTED, &ip), attr(2 | NESTED, &proto)].concat(), // CTA_TUPLE_IP, _PROTO
+    );
+    // nfgenmsg: family, version 0, resource id 0.
+    let body = [vec![libc::AF_INET as u8, 0, 0, 0], tuple].concat();
+    let mut message = Vec::with_capacity(16 + body.len());
+    message.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+    message.extend_from_slice(&IPCTNL_MSG_CT_DELETE.to_ne_bytes());
+    message.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    message.extend_from_slice(&[0u8; 8]); // sequence and port id
+    message.extend_from_slice(&body);
+    Some(message)
+}
+
 /// Every tracked IPv4 flow (empty when the table is unreadable).
 pub fn flows() -> Vec<Flow> {
     std::fs::read_to_string(TABLE)
@@ -93,6 +163,9 @@ mod tests {
         assert_eq!(flow.protocol, "tcp");
         assert_eq!(flow.state.as_deref(), Some("ESTABLISHED"));
         assert_eq!(flow.orig_dport, Some(18080));
+        assert_eq!(flow.orig_sport, Some(40512));
+        assert_eq!(flow.orig_src, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(flow.orig_dst, Some(Ipv4Addr::LOCALHOST));
         assert_eq!(flow.reply_src, Some(Ipv4Addr::new(10, 231, 0, 2)));
         assert_eq!(flow.reply_sport, Some(8080));
         let udp = parse_line(UDP).unwrap();
@@ -101,6 +174,21 @@ mod tests {
             (None, Some(15353), Some(53))
         );
         assert!(parse_line("ipv6 10 tcp 6 1 ESTABLISHED src=::1").is_none());
+    }
+
+    #[test]
+    fn a_delete_request_carries_the_original_tuple() {
+        let udp = parse_line(UDP).unwrap();
+        let m = delete_message(&udp).unwrap();
+        assert_eq!(
+            u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize,
+            m.len()
+        );
+        assert_eq!(u16::from_ne_bytes(m[4..6].try_into().unwrap()), 0x102);
+        assert_eq!(m[16], libc::AF_INET as u8);
+        let ports = [5000u16.to_be_bytes(), 15353u16.to_be_bytes()].concat();
+        assert!(m.windows(2).any(|w| w == &ports[..2]) && m.windows(2).any(|w| w == &ports[2..]));
+        assert!(m.windows(4).any(|w| w == [127, 0, 0, 1]));
     }
 
     #[test]

@@ -136,7 +136,16 @@ pub fn claim(dir: &Path, container: &str, request: &Request) -> Result<Network, 
     };
     write(dir, &net)?;
     nft::install(&net, &lock)?;
+    flush_udp(&net);
     Ok(net)
+}
+
+/// Forgets the tracked UDP flows of the container's UDP host ports, so none keeps a translation
+/// from before the mapping changed.
+fn flush_udp(net: &Network) {
+    for f in net.forwards.iter().filter(|f| f.protocol == Protocol::Udp) {
+        super::conntrack::flush_udp(f.host_port);
+    }
 }
 
 /// Removes everything `claim` and `veth::attach` made for the container of `dir`.
@@ -154,6 +163,7 @@ pub fn release(dir: &Path) -> Result<(), NetError> {
     if let Err(e) = nft::remove(&net.container, &lock) {
         first_error.get_or_insert(NetError::from(e));
     }
+    flush_udp(&net);
     match first_error {
         Some(e) => Err(e),
         None => {
