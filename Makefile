@@ -6,7 +6,7 @@ CARGO ?= cargo
 LOCKED := $(if $(wildcard Cargo.lock),--locked,)
 SNAPSHOT := hack/.cache/host-before-test.txt
 
-.PHONY: all deps deps-bench deps-vm rootfs build lint test vm-test demo bench-start bench-up bench clean-host
+.PHONY: all deps deps-bench deps-vm rootfs build lint test vm-test demo bench-start bench-up bench-net bench clean-host
 
 all: build
 
@@ -50,6 +50,9 @@ bench-start: deps-bench rootfs
 
 bench-up: deps-bench rootfs
 	hack/bench-up.sh
+
+bench-net: deps-bench rootfs
+	hack/bench-net.sh
 
 bench: deps-bench rootfs
 	hack/bench.sh

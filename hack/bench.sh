@@ -4,3 +4,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 hack/bench-start.sh
 hack/bench-up.sh
+hack/bench-net.sh

@@ -12,7 +12,7 @@ cache=$repo/hack/.cache/vm
 timeout=${TIMEOUT:-900}
 # The suites that exercise cgroups, namespaces and isolation; rootless needs useradd, which the
 # busybox guest lacks.
-suites=${SUITES:-"info run_limits run_namespaces run_exit run_privileges run_filesystem run_init up stats"}
+suites=${SUITES:-"info run_limits run_namespaces run_exit run_privileges run_filesystem run_init up stats net"}
 mkdir -p "$cache"
 
 # --- kernel: Debian's generic flavour (it has the 9p modules) ------------------------------------
@@ -35,14 +35,19 @@ for s in $suites; do
   tests+=("$bin")
 done
 
-# --- initramfs: static busybox, the modules 9p and overlayfs need, an init that runs the tests ----
+# --- initramfs: static busybox, nft, the modules 9p, overlayfs, veth and nftables need, an init --
 initrd=$cache/initrd
 rm -rf "$initrd" && mkdir -p "$initrd"/{bin,proc,sys,dev,run,tmp,lib/modules}
 cp rootfs/busybox/bin/busybox "$initrd/bin/busybox"
+# The nft binary hydra drives for port mappings, with its shared libraries at their paths.
+for f in /usr/sbin/nft $(ldd /usr/sbin/nft | grep -o '/[^ ]*'); do
+  mkdir -p "$initrd$(dirname "$f")" && cp -L "$f" "$initrd$f"
+done
 # The modules in load order (dependencies first), as modprobe resolves them.
 [[ -f $kdir/lib/modules/$kver/modules.dep ]] || depmod -b "$kdir" "$kver"
 mods=()
-for m in virtio_pci 9pnet_virtio 9p overlay veth; do
+for m in virtio_pci 9pnet_virtio 9p overlay veth nf_tables nft_chain_nat nft_nat nft_masq nft_ct \
+  nft_fib_inet nft_numgen nf_conntrack_netlink; do
   while read -r _ path; do
     name=$(basename "$path")
     [[ " ${mods[*]} " == *" $name "* ]] && continue
@@ -56,7 +61,7 @@ cat >"$initrd/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox mkdir -p /newroot
 /bin/busybox mount -t tmpfs -o mode=755 root /newroot
-/bin/busybox cp -a /bin /lib /stage2 /newroot/
+/bin/busybox cp -a /bin /lib /lib64 /usr /stage2 /newroot/
 /bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run /newroot/tmp /newroot/etc
 exec /bin/busybox switch_root /newroot /stage2
 INIT
@@ -64,8 +69,11 @@ chmod +x "$initrd/init"
 {
   echo '#!/bin/busybox sh'
   echo '/bin/busybox --install -s /bin'
+  echo 'export PATH=/bin:/usr/sbin'
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
   echo 'mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /dev/pts; mount -t devpts devpts /dev/pts'
+  # What udev would add: nft reads its batch from /dev/stdin.
+  echo 'ln -s /proc/self/fd /dev/fd; for i in 0 1 2; do ln -s /proc/self/fd/$i /dev/$(echo stdin stdout stderr | cut -d" " -f$((i+1))); done'
   echo "for m in ${mods[*]}; do insmod /lib/modules/\$m; done"
   echo 'mount -t cgroup2 none /sys/fs/cgroup'
   echo "mkdir -p $repo && mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose share $repo"

@@ -253,7 +253,7 @@ fn two_containers_map_at_once_and_one_going_leaves_the_other_intact() {
     a.signal(libc::SIGTERM);
     a.wait();
     assert!(nft_chains_of(&a_name).is_empty());
-    assert_eq!(nft_chains_of(&b_name).len(), 5, "b's chains went with a");
+    assert_eq!(nft_chains_of(&b_name).len(), 4, "b's chains went with a");
     let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18122)));
     assert_eq!(echo(&mut s, b"b\n"), b"b\n");
     drop(s);
@@ -336,7 +336,7 @@ fn a_killed_hydra_leaves_chains_and_link_that_gc_removes() {
     run.wait();
     assert_eq!(
         nft_chains_of(&name).len(),
-        5,
+        4,
         "the chains are what gc must find"
     );
     let gc = Hydra::bare().arg("gc").output();
@@ -422,4 +422,20 @@ fn a_udp_flow_from_before_the_mapping_is_flushed_so_it_reaches_the_process() {
         r.signal(libc::SIGTERM);
         r.wait();
     }
+}
+
+#[test]
+fn without_the_nft_program_a_mapping_is_refused_naming_the_package() {
+    require_root();
+    let out = Hydra::run("net-no-nft")
+        .clean_env(&[("PATH", "/var/empty")])
+        .args(["-p", "18171:8080"])
+        .cmd(["true"])
+        .output();
+    out.assert_code(125);
+    assert!(
+        out.one_stderr_line()
+            .contains("the nft program is missing: install the nftables package"),
+        "{out}"
+    );
 }

@@ -290,7 +290,8 @@ impl Supervisor {
             link: slot.link,
         };
         let prepared = process::prepare(&spec, &self.layer, false, extras).map_err(wrap)?;
-        let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref()).map_err(wrap)?;
+        let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref(), &mut || Ok(()))
+            .map_err(wrap)?;
         drop((out_w, err_w, null));
         slot.live = Some(Live {
             launched,

@@ -8,6 +8,8 @@ pub mod loopback;
 pub mod mode;
 pub mod netlink;
 pub mod nft;
+pub mod nft_expr;
+pub mod nft_table;
 pub mod pool;
 pub mod ports;
 pub mod portstats;

@@ -1,97 +1,205 @@
-//! Talking to the kernel's nftables through the `nft` binary (JSON batches via the `nftables`
-//! crate): installing and removing a container's chains, reading its counters. Every change
-//! holds the network lock (taken by the caller), so removing the last container's chains and then the emptied table
-//! never races another container adding its own.
+//! Talking to the kernel's nftables: JSON batches through the `nft` binary (one transaction
+//! each), the table read back as JSON, and one direct netlink question (does hydra's table
+//! exist?) that would cost a whole `nft` run otherwise. Every change holds the network lock
+//! (taken by the caller), so removing the last container's objects and then the table never
+//! races another container adding its own.
 
-use nftables::helper::{self, NftablesError};
-use nftables::schema::{NfListObject, NfObject, Nftables};
-use nftables::stmt::{Counter, Statement};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
 
 use super::firewall::{self, FirewallError, Network, TABLE};
 use super::lock::NetLock;
+use super::nft_table;
 
-fn error(what: &'static str) -> impl Fn(NftablesError) -> FirewallError {
-    move |e| match e {
-        NftablesError::NftExecution { inner, .. }
-            if inner.kind() == std::io::ErrorKind::NotFound =>
-        {
-            FirewallError::NoNft
-        }
-        NftablesError::NftFailed { stderr, .. } => FirewallError::Refused {
+fn refused(what: &'static str) -> impl Fn(std::io::Error) -> FirewallError {
+    move |e| match e.kind() {
+        std::io::ErrorKind::NotFound => FirewallError::NoNft,
+        _ => FirewallError::Refused {
             what,
-            message: stderr.lines().next().unwrap_or_default().to_string(),
-        },
-        other => FirewallError::Refused {
-            what,
-            message: other.to_string(),
+            message: e.to_string(),
         },
     }
 }
 
-fn apply(batch: &Nftables, what: &'static str) -> Result<(), FirewallError> {
-    helper::apply_ruleset(batch).map_err(error(what))
-}
-
-/// hydra's table as the kernel has it now, or `None` when it does not exist.
-pub fn list() -> Result<Option<Nftables<'static>>, FirewallError> {
-    match helper::get_current_ruleset_with_args(
-        helper::DEFAULT_NFT,
-        ["list", "table", "inet", TABLE],
-    ) {
-        Ok(ruleset) => Ok(Some(ruleset)),
-        Err(NftablesError::NftFailed { stderr, .. })
-            if stderr.contains("No such file or directory") =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(FirewallError::List(error("listing")(e).to_string())),
-    }
-}
-
-fn chains(ruleset: &Nftables) -> Vec<String> {
-    ruleset
-        .objects
-        .iter()
-        .filter_map(|o| match o {
-            NfObject::ListObject(NfListObject::Chain(c)) => Some(c.name.to_string()),
-            _ => None,
+/// The nft program: found on PATH once, so each run is one exec rather than one per PATH entry.
+fn nft_program() -> std::path::PathBuf {
+    static FOUND: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths)
+                .map(|dir| dir.join("nft"))
+                .find(|p| {
+                    p.metadata()
+                        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                })
+                // Not found: running "nft" gives the NotFound error that names the package.
+                .unwrap_or_else(|| "nft".into())
         })
-        .collect()
+        .clone()
 }
 
-/// The chains of `container` present in hydra's table.
-pub fn container_chains(container: &str) -> Result<Vec<String>, FirewallError> {
-    Ok(list()?
-        .map(|r| chains(&r))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| firewall::is_chain_of(container, c))
-        .collect())
+/// The first non-empty line nft printed on stderr.
+fn first_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("nft failed without a message")
+        .to_string()
 }
 
-/// Installs a container's chains in one transaction.
-pub fn install(net: &Network, _lock: &NetLock) -> Result<(), FirewallError> {
-    apply(&firewall::install_batch(net), "port mapping")
+/// An `nft -j -f -` run under way: its batch written, its verdict not read yet.
+pub struct Running {
+    child: std::process::Child,
+    what: &'static str,
 }
 
-/// Removes a container's chains in one transaction, then hydra's table once it is empty.
-pub fn remove(container: &str, _lock: &NetLock) -> Result<(), FirewallError> {
-    let present = container_chains(container)?;
-    if !present.is_empty() {
-        apply(&firewall::remove_batch(container, &present), "cleanup")?;
-    }
-    if let Some(ruleset) = list()? {
-        if chains(&ruleset).is_empty() {
-            let mut batch = nftables::batch::Batch::new();
-            batch.delete(NfListObject::Table(nftables::schema::Table {
-                family: nftables::types::NfFamily::INet,
-                name: TABLE.into(),
-                ..Default::default()
-            }));
-            apply(&batch.to_nftables(), "cleanup")?;
+impl Running {
+    /// Waits for nft; its first stderr line becomes the error.
+    pub fn wait(self) -> Result<(), FirewallError> {
+        let what = self.what;
+        let output = self.child.wait_with_output().map_err(refused(what))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(FirewallError::Refused {
+                what,
+                message: first_line(&output.stderr),
+            })
         }
     }
-    Ok(())
+}
+
+/// Starts `nft -j -f -` with the batch on stdin.
+fn start(batch: &Value, what: &'static str) -> Result<Running, FirewallError> {
+    let mut child = Command::new(nft_program())
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(refused(what))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A write error shows as nft's own failure when it is waited for. Dropping stdin here
+        // closes the pipe, so nft sees the whole batch.
+        let _ = stdin.write_all(batch.to_string().as_bytes());
+    }
+    Ok(Running { child, what })
+}
+
+/// Runs `nft -j -f -` with the batch on stdin.
+fn apply(batch: &Value, what: &'static str) -> Result<(), FirewallError> {
+    start(batch, what)?.wait()
+}
+
+/// hydra's table as JSON, or `None` when it does not exist.
+pub fn list() -> Result<Option<Value>, FirewallError> {
+    let output = Command::new(nft_program())
+        .args(["-j", "list", "table", "inet", TABLE])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(refused("listing"))?;
+    if !output.status.success() {
+        let message = first_line(&output.stderr);
+        if message.contains("No such file or directory") {
+            return Ok(None);
+        }
+        return Err(FirewallError::List(message));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map(Some)
+        .map_err(|e| FirewallError::List(e.to_string()))
+}
+
+/// Whether hydra's table exists: one NFT_MSG_GETTABLE request over netlink.
+fn table_exists() -> Result<bool, FirewallError> {
+    use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+    const NFT_MSG_GETTABLE: u16 = (10 << 8) | 1; // NFNL_SUBSYS_NFTABLES << 8
+    const NFT_MSG_NEWTABLE: u16 = 10 << 8;
+    let fail = |e: std::io::Error| FirewallError::List(format!("asking for hydra's table: {e}"));
+    let socket = Socket::new(NETLINK_NETFILTER).map_err(fail)?;
+    socket.connect(&SocketAddr::new(0, 0)).map_err(fail)?;
+    // nlmsghdr, nfgenmsg (NFPROTO_INET, version 0, res_id 0), NFTA_TABLE_NAME "hydra\0".
+    let name = [TABLE.as_bytes(), b"\0"].concat();
+    let attr_len = 4 + name.len();
+    let padded = attr_len.next_multiple_of(4);
+    let total = 16 + 4 + padded;
+    let mut m = Vec::with_capacity(total);
+    m.extend_from_slice(&(total as u32).to_ne_bytes());
+    m.extend_from_slice(&NFT_MSG_GETTABLE.to_ne_bytes());
+    m.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    m.extend_from_slice(&[0u8; 8]);
+    m.extend_from_slice(&[libc::NFPROTO_INET as u8, 0, 0, 0]);
+    m.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+    m.extend_from_slice(&1u16.to_ne_bytes()); // NFTA_TABLE_NAME
+    m.extend_from_slice(&name);
+    m.resize(total, 0);
+    socket.send(&m, 0).map_err(fail)?;
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = socket.recv(&mut &mut buf[..], 0).map_err(fail)?;
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+            if kind == NFT_MSG_NEWTABLE {
+                return Ok(true);
+            }
+            if kind == libc::NLMSG_ERROR as u16 && at + 20 <= n {
+                let code =
+                    i32::from_ne_bytes([buf[at + 16], buf[at + 17], buf[at + 18], buf[at + 19]]);
+                return match -code {
+                    0 => Ok(true),
+                    libc::ENOENT => Ok(false),
+                    errno => Err(fail(std::io::Error::from_raw_os_error(errno))),
+                };
+            }
+            if len < 16 {
+                break;
+            }
+            at += len.next_multiple_of(4);
+        }
+    }
+}
+
+/// Starts installing a container's chains, rules and map elements in one transaction (with the
+/// shared table and base chains, if this is the first container). The caller keeps the lock
+/// until it has waited for the result.
+pub fn start_install(net: &Network, _lock: &NetLock) -> Result<Running, FirewallError> {
+    let exists = table_exists()?;
+    start(&nft_table::install_batch(net, exists), "port mapping")
+}
+
+/// Removes a container's objects in one transaction: the whole table when `last` (no other
+/// container has a network), else what `install` added, or, when that fails (a crash part-way),
+/// whatever the table still holds of it.
+pub fn remove(net: &Network, last: bool, _lock: &NetLock) -> Result<(), FirewallError> {
+    if !table_exists()? {
+        return Ok(());
+    }
+    if last {
+        return apply(&nft_table::remove_table_batch(), "cleanup");
+    }
+    let (elements, chains) = nft_table::installed(net);
+    let batch = nft_table::remove_batch(&net.container, &elements, &chains);
+    if apply(&batch, "cleanup").is_ok() {
+        return Ok(());
+    }
+    let Some(listing) = list()? else {
+        return Ok(());
+    };
+    let (elements, chains) = nft_table::found_in(&listing, &net.container);
+    if elements.is_empty() && chains.is_empty() {
+        return Ok(());
+    }
+    apply(
+        &nft_table::remove_batch(&net.container, &elements, &chains),
+        "cleanup",
+    )
 }
 
 /// A counter read back: the rule's comment, packets, bytes.
@@ -104,26 +212,30 @@ pub struct Count {
 
 /// Every commented counter in `container`'s chains.
 pub fn counters(container: &str) -> Result<Vec<Count>, FirewallError> {
-    let Some(ruleset) = list()? else {
+    let Some(listing) = list()? else {
         return Ok(Vec::new());
     };
+    let objects = listing["nftables"].as_array().cloned().unwrap_or_default();
     let mut out = Vec::new();
-    for object in ruleset.objects.iter() {
-        let NfObject::ListObject(NfListObject::Rule(rule)) = object else {
+    for o in &objects {
+        let rule = &o["rule"];
+        let in_container = rule["chain"]
+            .as_str()
+            .is_some_and(|c| firewall::is_chain_of(container, c));
+        let (true, Some(comment), Some(expr)) = (
+            in_container,
+            rule["comment"].as_str(),
+            rule["expr"].as_array(),
+        ) else {
             continue;
         };
-        if !firewall::is_chain_of(container, &rule.chain) {
-            continue;
-        }
-        let Some(comment) = &rule.comment else {
-            continue;
-        };
-        for statement in rule.expr.iter() {
-            if let Statement::Counter(Counter::Anonymous(Some(c))) = statement {
+        for statement in expr {
+            let c = &statement["counter"];
+            if c.is_object() {
                 out.push(Count {
                     comment: comment.to_string(),
-                    packets: c.packets.unwrap_or(0) as u64,
-                    bytes: c.bytes.unwrap_or(0) as u64,
+                    packets: c["packets"].as_u64().unwrap_or(0),
+                    bytes: c["bytes"].as_u64().unwrap_or(0),
                 });
             }
         }

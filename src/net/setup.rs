@@ -75,10 +75,10 @@ fn other_networks(own: &Path) -> Vec<Network> {
         .collect()
 }
 
+/// Two containers cannot share a host port and protocol, whatever host address each names:
+/// hydra's port lookup is keyed by protocol and port.
 fn clashes(a: &Forward, b: &Forward) -> bool {
-    a.protocol == b.protocol
-        && a.host_port == b.host_port
-        && (a.host_ip.is_none() || b.host_ip.is_none() || a.host_ip == b.host_ip)
+    a.protocol == b.protocol && a.host_port == b.host_port
 }
 
 fn check_ports(forwards: &[Forward], others: &[Network]) -> Result<(), NetError> {
@@ -106,9 +106,31 @@ fn write(dir: &Path, net: &Network) -> Result<(), NetError> {
     std::fs::write(&path, text).map_err(|source| NetError::State { path, source })
 }
 
-/// Claims subnets and host ports for `container` and installs its firewall rules. The veths
-/// themselves are made per process start (`veth::attach`).
-pub fn claim(dir: &Path, container: &str, request: &Request) -> Result<Network, NetError> {
+/// A claim whose firewall rules are still being installed (`nft` runs while the caller goes on
+/// with the process's own set-up); the network lock is held until `finish`.
+pub struct Claiming {
+    net: Network,
+    install: nft::Running,
+    _lock: NetLock,
+}
+
+impl Claiming {
+    /// The claimed network (subnets are known at once; the rules may not be in place yet).
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// Waits for the rules, then forgets stale UDP flows of the mapped ports.
+    pub fn finish(self) -> Result<Network, NetError> {
+        self.install.wait()?;
+        flush_udp(&self.net);
+        Ok(self.net)
+    }
+}
+
+/// Claims subnets and host ports for `container` and starts installing its firewall rules.
+/// The veths themselves are made per process start (`veth::attach`).
+pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Claiming, NetError> {
     let lock = NetLock::take();
     let pool = Pool::from_env()?;
     let others = other_networks(dir);
@@ -135,9 +157,17 @@ pub fn claim(dir: &Path, container: &str, request: &Request) -> Result<Network, 
         forwards: request.forwards.clone(),
     };
     write(dir, &net)?;
-    nft::install(&net, &lock)?;
-    flush_udp(&net);
-    Ok(net)
+    let install = nft::start_install(&net, &lock)?;
+    Ok(Claiming {
+        net,
+        install,
+        _lock: lock,
+    })
+}
+
+/// Claims and installs, waiting for the rules.
+pub fn claim(dir: &Path, container: &str, request: &Request) -> Result<Network, NetError> {
+    start_claim(dir, container, request)?.finish()
 }
 
 /// Forgets the tracked UDP flows of the container's UDP host ports, so none keeps a translation
@@ -154,13 +184,14 @@ pub fn release(dir: &Path) -> Result<(), NetError> {
         return Ok(());
     };
     let lock = NetLock::take();
+    let last = other_networks(dir).is_empty();
     let mut first_error = None;
     for endpoint in &net.endpoints {
         if let Err(e) = veth::detach(&endpoint.subnet) {
             first_error.get_or_insert(NetError::from(e));
         }
     }
-    if let Err(e) = nft::remove(&net.container, &lock) {
+    if let Err(e) = nft::remove(&net, last, &lock) {
         first_error.get_or_insert(NetError::from(e));
     }
     flush_udp(&net);

@@ -282,12 +282,16 @@ fn clone_flags(spec: &ProcessSpec) -> u64 {
     flags as u64
 }
 
+/// Called between clone and go, once hydra's own set-up of the child is done.
+pub type BeforeGo<'a> = &'a mut dyn FnMut() -> Result<(), ProcessError>;
+
 /// The parent's part between clone and go: the id maps of a rootless child, the network link
-/// of a `partial` one.
+/// of a `partial` one, and whatever the caller still waits for.
 fn release_child(
     child: &clone::Child,
     plan: &LaunchPlan,
     parent_end: &OwnedFd,
+    before_go: BeforeGo<'_>,
 ) -> Result<(), ProcessError> {
     if let Some(mapping) = plan.id_mapping {
         idmap::write(child.pid, mapping).map_err(ProcessError::IdMap)?;
@@ -295,6 +299,7 @@ fn release_child(
     if let Some(subnet) = &plan.link {
         crate::net::veth::attach(child.pid, subnet)?;
     }
+    before_go()?;
     handshake::send_go(parent_end).map_err(sys("starting the process"))
 }
 
@@ -328,7 +333,12 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     for w in warnings.iter().chain(&more) {
         warn(w);
     }
-    let result = launch_and_wait(spec, &plan, cgroup.as_ref(), terminal);
+    let mut network = network;
+    let mut before_go = || match network.as_mut() {
+        Some(n) => n.ready(),
+        None => Ok(()),
+    };
+    let result = launch_and_wait(spec, &plan, cgroup.as_ref(), terminal, &mut before_go);
     let events = cgroup.as_ref().map(Cgroup::events).unwrap_or_default();
     if let Some(cg) = cgroup.as_mut() {
         cg.destroy()?;
@@ -339,16 +349,28 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     Ok(outcome::decide(&plan, &ended, events, &spec.limits))
 }
 
-/// A lone process's network, released on drop if `release` was not reached.
+/// A lone process's network: claimed before the clone, its rules installed while the process
+/// is being set up (waited for before it may go), released on drop if `release` was not reached.
 struct LoneNetwork<'s> {
     state: &'s StateDir,
     link: crate::net::pool::Subnet,
+    claiming: Option<crate::net::setup::Claiming>,
     released: bool,
 }
 
 impl LoneNetwork<'_> {
+    /// Waits for the firewall rules (the process must not run before they are in place).
+    fn ready(&mut self) -> Result<(), ProcessError> {
+        match self.claiming.take() {
+            Some(claiming) => claiming.finish().map(drop).map_err(ProcessError::from),
+            None => Ok(()),
+        }
+    }
+
     fn release(mut self) -> Result<(), ProcessError> {
         self.released = true;
+        // The claim holds the network lock until it is finished.
+        let _ = self.ready();
         Ok(crate::net::setup::release(self.state.path())?)
     }
 }
@@ -356,12 +378,13 @@ impl LoneNetwork<'_> {
 impl Drop for LoneNetwork<'_> {
     fn drop(&mut self) {
         if !self.released {
+            let _ = self.ready();
             let _ = crate::net::setup::release(self.state.path());
         }
     }
 }
 
-/// Claims the link and port mappings of a `partial` lone process.
+/// Claims the link and port mappings of a `partial` lone process and starts installing its rules.
 fn claim_network<'s>(
     spec: &ProcessSpec,
     state: &'s StateDir,
@@ -385,16 +408,15 @@ fn claim_network<'s>(
             })
             .collect(),
     };
-    let claimed = setup::claim(state.path(), &spec.container, &request);
-    // Whatever was claimed before a failure is released with the guard.
-    let guard = |link| LoneNetwork {
-        state,
-        link,
-        released: false,
-    };
-    match claimed {
-        Ok(net) => Ok(Some(guard(net.endpoints[0].subnet))),
+    match setup::start_claim(state.path(), &spec.container, &request) {
+        Ok(claiming) => Ok(Some(LoneNetwork {
+            state,
+            link: claiming.network().endpoints[0].subnet,
+            claiming: Some(claiming),
+            released: false,
+        })),
         Err(e) => {
+            // Whatever was written before the failure is released.
             let _ = setup::release(state.path());
             Err(e.into())
         }
@@ -414,6 +436,7 @@ pub fn spawn(
     spec: &ProcessSpec,
     plan: &LaunchPlan,
     cgroup: Option<&Cgroup>,
+    before_go: BeforeGo<'_>,
 ) -> Result<Launched, ProcessError> {
     let (parent_end, child_end) = handshake::pair().map_err(sys("creating the set-up channel"))?;
     let (cgroup_fd, join_fds) = match cgroup {
@@ -432,7 +455,7 @@ pub fn spawn(
     };
     drop(child_end);
     drop((cgroup_fd, join_fds));
-    if let Err(e) = release_child(&child, plan, &parent_end) {
+    if let Err(e) = release_child(&child, plan, &parent_end, before_go) {
         supervise::kill_and_reap(&child);
         return Err(e);
     }
@@ -447,6 +470,7 @@ fn launch_and_wait(
     plan: &LaunchPlan,
     cgroup: Option<&Cgroup>,
     terminal: bool,
+    before_go: BeforeGo<'_>,
 ) -> Result<supervise::Ended, ProcessError> {
     // Blocked before clone: the child inherits the mask and resets it before exec.
     let signals = supervise::signal_fd().map_err(sys("blocking signals"))?;
@@ -455,7 +479,7 @@ fn launch_and_wait(
     } else {
         None
     };
-    let launched = spawn(spec, plan, cgroup)?;
+    let launched = spawn(spec, plan, cgroup, before_go)?;
     supervise::supervise(&launched.child, &launched.channel, &signals, pty.as_mut())
         .map_err(sys("waiting for the process"))
 }

@@ -712,7 +712,7 @@ pub fn nft_chains_of(name: &str) -> Vec<String> {
         .filter_map(|l| l.trim().strip_prefix("chain "))
         .map(|l| l.trim_end_matches(" {").to_string())
         .filter(|c| {
-            ["pre", "dnat", "out", "post", "snat"]
+            ["pre", "dnat", "post", "snat"]
                 .iter()
                 .any(|role| *c == format!("{name}-{role}"))
         })

@@ -7,11 +7,12 @@
  *   hydra-probe ptrace PID | unshare user|net|mount|pid|ipc|uts|cgroup | clone3 | mount
  *               open-max | fsize PATH BYTES | alloc MB [hold] | fds | caps
  *               syscall keyctl|setns|perf_event_open|io_uring_setup
- *               connect IP PORT | udp-echo PORT
+ *               connect IP PORT | udp-echo PORT | now
  *
  * `connect IP PORT` opens a TCP connection with a 2 s timeout (a measurement of reachability:
  * "connect: ok" or the errno name, exit 0 or 1). `udp-echo PORT` answers every datagram on
- * PORT with itself until killed; it prints "udp-echo: ready" once bound.
+ * PORT with itself until killed; it prints "udp-echo: ready" once bound. `now` prints
+ * CLOCK_REALTIME in microseconds (benchmarks take it as the moment the process started).
  *
  * `alloc MB hold` keeps the memory after printing and waits until it is killed (a steady load for
  * `hydra stats`).
@@ -38,6 +39,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SYS_clone3
@@ -299,10 +301,16 @@ int main(int argc, char **argv)
 		return 0;
 	if (strcmp(op, "connect") == 0 && argc == 4)
 		return do_connect(argv[2], atoi(argv[3]));
+	if (strcmp(op, "now") == 0 && argc == 2) {
+		struct timespec t;
+		clock_gettime(CLOCK_REALTIME, &t);
+		printf("%lld\n", (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000);
+		return 0;
+	}
 	if (strcmp(op, "udp-echo") == 0 && argc == 3)
 		return do_udp_echo(atoi(argv[2]));
 	fprintf(stderr, "usage: hydra-probe ptrace PID | unshare NS | clone3 | mount | open-max |"
 			" fsize PATH BYTES | alloc MB [hold] | fds | caps | syscall NAME |"
-			" connect IP PORT | udp-echo PORT\n");
+			" connect IP PORT | udp-echo PORT | now\n");
 	return 2;
 }

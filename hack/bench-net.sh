@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# `make bench-net`: what a `partial` port mapping costs. In one run:
+# - iperf3 single-stream TCP throughput (medians of ROUNDS=3 runs of 5 s per path) into a network namespace made here
+#   ("direct", the ceiling), into a hydra process through its DNAT mapping at 127.0.0.1 and at the
+#   host end of its veth, and through socat as a userspace proxy into the same namespace;
+# - the start-up cost of `--net partial -p` over `--net complete`, with and without hydra's table
+#   already in place (time until the process runs, and the whole run; pinned to one CPU).
+# iperf3 runs inside hydra from a rootfs made here (busybox + iperf3 and its libraries).
+# Raw output: hack/.cache/bench-net/; the table goes between the bench-net markers of
+# docs/benchmarks.md. Every namespace, veth, proxy and container is removed, also on failure.
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+cache=$repo/hack/.cache/bench-net
+hydra=$repo/target/x86_64-unknown-linux-gnu/release/hydra
+secs=${SECONDS_PER_CASE:-5}
+[[ $(id -u) -eq 0 ]] || { echo "bench-net: run as root (veths, nftables)" >&2; exit 1; }
+[[ -x rootfs/busybox/bin/busybox ]] || { echo "bench-net: no rootfs/busybox; run make rootfs" >&2; exit 1; }
+mkdir -p "$cache"
+
+ns=hybench$$ veth=hyb$$ name=bench-net-$$ socat_pid= server_pid=
+cleanup() {
+  [[ -n $socat_pid ]] && kill "$socat_pid" 2>/dev/null
+  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+  ip netns del "$ns" 2>/dev/null
+  ip link del "$veth" 2>/dev/null
+  true
+}
+trap cleanup EXIT
+hack/check-clean.sh snapshot "$cache/host.snap"
+
+locked=() && [[ -f Cargo.lock ]] && locked=(--locked)
+if ! cargo build --release "${locked[@]}" >"$cache/cargo-release.log" 2>&1; then
+  tail -n 20 "$cache/cargo-release.log" >&2
+  echo "bench-net: the release build failed (hack/.cache/bench-net/cargo-release.log)" >&2
+  exit 1
+fi
+
+# --- a rootfs with iperf3 ----------------------------------------------------------------------
+rootfs=$cache/rootfs
+rm -rf "$rootfs" && cp -a rootfs/busybox "$rootfs"
+for f in "$(command -v iperf3)" $(ldd "$(command -v iperf3)" | grep -o '/[^ ]*'); do
+  mkdir -p "$rootfs$(dirname "$f")" && cp -L "$f" "$rootfs$f"
+done
+
+# client ADDR PORT LABEL: one iperf3 run; its receiver rate (Gbit/s) is appended to LABEL.rates.
+client() {
+  iperf3 -c "$1" -p "$2" -t "$secs" -f g >"$cache/$3.txt" 2>&1 || { cat "$cache/$3.txt" >&2; exit 1; }
+  awk '/receiver/ {print $(NF-2)}' "$cache/$3.txt" | tail -n 1 >>"$cache/$3.rates"
+}
+# gbits LABEL: the median of its rounds.
+gbits() { sort -n "$cache/$1.rates" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+rounds=${ROUNDS:-3}
+rm -f "$cache"/*.rates
+
+# --- the peers: a namespace of our own on a veth, and socat into it -----------------------------
+ip netns add "$ns"
+ip link add "$veth" type veth peer name eth0 netns "$ns"
+ip addr add 10.232.0.1/30 dev "$veth" && ip link set "$veth" up
+ip -n "$ns" addr add 10.232.0.2/30 dev eth0
+ip -n "$ns" link set eth0 up && ip -n "$ns" link set lo up
+ip netns exec "$ns" iperf3 -s -p 5201 -D
+socat TCP-LISTEN:15202,bind=127.0.0.1,fork,reuseaddr TCP:10.232.0.2:5201 &
+socat_pid=$!
+sleep 0.3
+# Direct before any hydra container exists: no NAT rule on the host, so no connection tracking.
+for ((r = 0; r < rounds; r++)); do client 10.232.0.2 5201 direct; done
+
+# --- hydra: the server in a partial process, through its mapping --------------------------------
+"$hydra" run --rootfs "$rootfs" --name "$name" -p 15201:5201 -- iperf3 -s -p 5201 >"$cache/server.txt" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do
+  "$hydra" ports "$name" --json 2>/dev/null | grep -q address && break
+  sleep 0.05
+done
+guest=$("$hydra" ports "$name" --json | sed -n 's/.*"address": "\(.*\)".*/\1/p' | head -n 1)
+host_end=$(awk -F. -v OFS=. '{$4 = $4 - 1; print}' <<<"$guest")
+sleep 0.3
+# Rounds alternate the paths so a slow moment of the machine hits them alike. The direct path
+# runs again while hydra's NAT rules make the kernel track every connection.
+for ((r = 0; r < rounds; r++)); do
+  client 127.0.0.1 15201 dnat-loopback
+  client "$host_end" 15201 dnat-veth
+  client 10.232.0.2 5201 direct-tracked
+  client 127.0.0.1 15202 socat
+done
+"$hydra" ports "$name" >"$cache/ports.txt"
+kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
+server_pid=
+
+# --- start-up: partial with a mapping over complete ---------------------------------------------
+# Start-up is the time from launching hydra until the process runs: the process prints the
+# clock as its first act (`hydra-probe now`), compared with bash's clock just before the launch.
+# The whole run (until hydra returned, link and rules removed) is reported beside it. Medians
+# of RUNS runs, alternating the modes, pinned to CPU 0. "idle host": hydra's table does not
+# exist yet, so the run also creates it (and its base chains) and deletes it again; "another
+# container running": the table is there, as with every container after the first.
+runs=${RUNS:-50}
+# measure LABEL ARGS...: appends "startup_us total_us" lines to $cache/LABEL.times.
+measure() {
+  local label=$1 t0 t1 started
+  shift
+  t0=${EPOCHREALTIME/./}
+  started=$(taskset -c 0 "$hydra" run --rootfs rootfs/busybox "$@" -- hydra-probe now)
+  t1=${EPOCHREALTIME/./}
+  echo "$((started - t0)) $((t1 - t0))" >>"$cache/$label.times"
+}
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+ms() { awk -v c="$2" '{print $c}' "$cache/$1.times" | median | awk '{printf "%.2f", $1 / 1000}'; }
+series() {
+  local suffix=$1 i
+  rm -f "$cache"/{complete,partial}"$suffix".times
+  for ((i = 0; i < runs + 5; i++)); do
+    measure "complete$suffix" --name "$name-c"
+    measure "partial$suffix" --name "$name-p" -p 15203:80
+  done
+  # The first five of each were warm-up.
+  for m in complete partial; do sed -i '1,5d' "$cache/$m$suffix.times"; done
+}
+series -idle
+# Another container keeps hydra's table in place.
+"$hydra" run --rootfs rootfs/busybox --name "$name-keep" -p 15204:80 -- sleep 1000 >/dev/null 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do "$hydra" ports "$name-keep" --json 2>/dev/null | grep -q address && break; sleep 0.05; done
+series -busy
+kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
+server_pid=
+
+# --- docs/benchmarks.md ------------------------------------------------------------------------
+direct=$(gbits direct) tracked=$(gbits direct-tracked)
+lo=$(gbits dnat-loopback) link=$(gbits dnat-veth) proxy=$(gbits socat)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a - b}'; }
+extra_busy=$(minus "$(ms partial-busy 1)" "$(ms complete-busy 1)")
+extra_idle=$(minus "$(ms partial-idle 1)" "$(ms complete-idle 1)")
+verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN {ok = (op == ">=") ? v >= lim : v < lim; print ok ? "met" : "MISSED"}'; }
+worst=$(awk -v a="$(ratio "$lo" "$direct")" -v b="$(ratio "$link" "$direct")" 'BEGIN {print (a < b) ? a : b}')
+worst_tracked=$(awk -v a="$(ratio "$lo" "$tracked")" -v b="$(ratio "$link" "$tracked")" 'BEGIN {print (a < b) ? a : b}')
+facts="Linux $(uname -r), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+facts+=" ($(nproc) CPUs), $(date -u '+%Y-%m-%d %H:%M UTC')"
+block=$(
+  echo "### Port forwarding: iperf3 through a mapping, and the start-up cost of \`partial\`"
+  echo
+  echo "$facts. One run of \`make bench-net\` (hack/bench-net.sh), release build; iperf3 $(iperf3 --version | head -n 1 | cut -d' ' -f2), one TCP stream, medians of $rounds rounds of $secs s per path, unpinned."
+  echo
+  echo "| path | Gbit/s | × direct | × direct, tracked |"
+  echo "|---|---:|---:|---:|"
+  echo "| direct into a network namespace (veth; no NAT rule on the host, so no connection tracking) | $direct | 1.00 | |"
+  echo "| the same, while hydra's NAT rules make the kernel track connections | $tracked | $(ratio "$tracked" "$direct") | 1.00 |"
+  echo "| hydra mapping at 127.0.0.1 (DNAT + masquerade) | $lo | $(ratio "$lo" "$direct") | $(ratio "$lo" "$tracked") |"
+  echo "| hydra mapping at the veth's host address (DNAT) | $link | $(ratio "$link" "$direct") | $(ratio "$link" "$tracked") |"
+  echo "| socat userspace proxy into the namespace | $proxy | $(ratio "$proxy" "$direct") | $(ratio "$proxy" "$tracked") |"
+  echo
+  echo "| \`hydra run\` ($runs runs each, medians, pinned to CPU 0) | start-up ms | whole run ms |"
+  echo "|---|---:|---:|"
+  echo "| \`complete\`, idle host | $(ms complete-idle 1) | $(ms complete-idle 2) |"
+  echo "| \`partial -p 15203:80\`, idle host (creates and deletes hydra's table) | $(ms partial-idle 1) | $(ms partial-idle 2) |"
+  echo "| \`complete\`, another container running | $(ms complete-busy 1) | $(ms complete-busy 2) |"
+  echo "| \`partial -p 15203:80\`, another container running | $(ms partial-busy 1) | $(ms partial-busy 2) |"
+  echo
+  echo "- Targets (issue 4): mapping throughput ≥ 0.95 × direct: $worst against the untracked path, $(verdict "$worst" 0.95 ">="); $worst_tracked against the same path with connection tracking on, $(verdict "$worst_tracked" 0.95 ">="); \`partial\` adds under 3 ms to start-up: $extra_busy ms with hydra's table in place, $(verdict "$extra_busy" 3 "<"); $extra_idle ms on an idle host, $(verdict "$extra_idle" 3 "<")."
+  echo "- Start-up is from launching hydra until the process's first instruction (it prints the clock: \`hydra-probe now\`); the whole run adds the teardown. \`partial\` start-up is the subnet claim (a lock, one netlink address dump), one netlink question (does the table exist?), one \`nft\` run adding the container's chains, rules and map elements, and the veth (five netlink requests). On an idle host that \`nft\` run also creates the table's base chains, and registering netfilter hooks waits for an RCU grace period; its teardown (deleting the veth and the rules) waits for others."
+  echo
+  echo "Exact commands: the server is \`iperf3 -s -p 5201\` (\`ip netns exec\` for direct and socat, \`$(basename "$hydra") run --rootfs ROOTFS -p 15201:5201 -- iperf3 -s -p 5201\` for hydra); the client \`iperf3 -c ADDR -p PORT -t $secs -f g\`; socat is \`socat TCP-LISTEN:15202,bind=127.0.0.1,fork,reuseaddr TCP:10.232.0.2:5201\`; start-up runs \`taskset -c 0 hydra run --rootfs rootfs/busybox --name N [-p 15203:80] -- hydra-probe now\`, alternating the modes."
+)
+echo "$block"
+
+doc=docs/benchmarks.md
+begin='<!-- bench-net:begin -->' end='<!-- bench-net:end -->'
+if ! grep -qF "$begin" "$doc"; then
+  printf '\n## Port forwarding\n\n%s\n%s\n' "$begin" "$end" >>"$doc"
+fi
+python3 - "$doc" "$begin" "$end" "$block" <<'PY'
+import sys
+path, begin, end, block = sys.argv[1:]
+text = open(path).read()
+head, rest = text.split(begin, 1)
+_, tail = rest.split(end, 1)
+open(path, "w").write(f"{head}{begin}\n{block}\n{end}{tail}")
+PY
+
+# --- nothing may be left behind ----------------------------------------------------------------
+cleanup
+trap - EXIT
+hack/check-clean.sh compare "$cache/host.snap"
