@@ -43,15 +43,18 @@ if ! cargo build --release "${locked[@]}" >"$cache/cargo-release.log" 2>&1; then
 fi
 
 # --- the containers ----------------------------------------------------------------------------
-# The example runs as DESIGN.md writes it, except: its commands are `sleep 1000` (the busybox
-# rootfs has no web server), its isolation is `complete` without the port mapping (`partial` is
-# refused until networking lands) and the image is the rootfs directory, not an encrypted .hcon.
+# The example runs as DESIGN.md writes it (partial isolation, host port 80 mapped to the web
+# server), except: its commands are busybox stand-ins (a TCP echo server on $PORT, `sleep 1000`)
+# and the image is the rootfs directory, not an encrypted .hcon.
 example_body="security: {encryption: none, security_level: standard}
-isolation: {mode: complete}
+isolation:
+  mode: partial
+  ports:
+    - {internal: 8080, external: 80, protocol: tcp, process: web_server}
 resources: {max_memory: 1GB, max_cpu: 0.5, max_files: 1000, max_file_size: 100MB}
 processes:
   - name: web_server
-    command: sleep 1000
+    command: sh -c 'exec nc -ll -p \$PORT -e cat'
     env: {PORT: 8080}
     limits: {memory: 512MB, cpu: 0.3}
   - {name: worker, command: sleep 1000, count: 4, env: {WORKER_MODE: background}}
@@ -156,7 +159,7 @@ block=$(
   echo
   echo "- \"all running\" counts from the start of \`hydra up -d\` until \`hydra ps --json\` shows every process \`running\` (the polls are in it); \"down\" is \`hydra down\` until it returned (state directory gone, cgroups removed; it checks every 20 ms, so down times are quantised to 20 ms). RSS is VmRSS (peak: VmHWM) of the supervisor while every process runs."
   echo "- Targets (issue 3): $n processes up in under 1 s: $up_ms ms, $(verdict "$up_ms" 1000); supervisor under 20 MB RSS: $rss_mib MiB, $(verdict "$rss_mib" 20)."
-  echo "- The example runs with \`sleep 1000\` as its commands, \`isolation: complete\` without its port mapping and the rootfs directory as its image."
+  echo "- The example runs as DESIGN.md writes it (\`partial\`, host port 80 → web_server:8080, five veth links, the port mapping's nftables rules), with busybox stand-ins as its commands and the rootfs directory as its image."
   echo
   echo "Exact commands (each round; NAME is \`bench-up-<label>-<pid>\`):"
   echo

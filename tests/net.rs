@@ -439,3 +439,130 @@ fn without_the_nft_program_a_mapping_is_refused_naming_the_package() {
         "{out}"
     );
 }
+
+#[test]
+fn an_internal_network_joins_its_members_by_name_and_nobody_else() {
+    let app = App::new(
+        "net-internal",
+        "isolation: {mode: complete}\nnetworks: {back: [api, worker]}\nprocesses:\n  - {name: api, command: nc -ll -p 8080 -e hostname}\n  - {name: worker, count: 2, command: sleep 1000}\n  - {name: loner, command: sleep 1000}\n",
+    );
+    app.up_detached();
+    app.wait_for("all running", |ps| {
+        ps.iter().filter(|p| p["state"] == "running").count() == 4
+    });
+    let exec = |process: &str, script: &str| {
+        Hydra::bare()
+            .args([
+                "exec",
+                &format!("{}/{process}", app.name),
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+    };
+    // A member reaches another by its name, through the bridge.
+    let by_name = exec("worker.1", "nc api 8080");
+    by_name.assert_ok();
+    assert_eq!(by_name.stdout.trim(), "api", "{by_name}");
+    // Members see lo and their port; the hosts file names the members only.
+    let links = exec("worker.0", "ls /sys/class/net; cat /etc/hosts");
+    links.assert_ok();
+    assert!(
+        links.stdout.contains("net0") && !links.stdout.contains("eth0"),
+        "{links}"
+    );
+    assert!(
+        links.stdout.contains("worker.0 worker") && !links.stdout.contains("loner"),
+        "{links}"
+    );
+    let api = links
+        .lines()
+        .into_iter()
+        .find(|l| l.ends_with("\tapi"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap_or_else(|| panic!("no api line: {links}"))
+        .to_string();
+    // The process outside the network has no way to it.
+    let outside = exec(
+        "loner",
+        &format!("ls /sys/class/net; hydra-probe connect {api} 8080"),
+    );
+    assert_eq!(outside.lines()[0], "lo", "{outside}");
+    assert!(outside.stdout.contains("connect: ENETUNREACH"), "{outside}");
+    // The bridge has no address on the host: nothing routes between it and the host.
+    let gateway = api
+        .rsplit_once('.')
+        .map(|(net, _)| format!("{net}.1"))
+        .unwrap();
+    let host = exec("worker.0", &format!("hydra-probe connect {gateway} 22"));
+    assert!(!host.stdout.contains("connect: ok"), "{host}");
+    let bridge = format!(
+        "hyn{:06x}",
+        u32::from(api.parse::<Ipv4Addr>().unwrap()) >> 8
+    );
+    let addresses = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", &bridge])
+        .output()
+        .unwrap();
+    assert!(addresses.status.success(), "no bridge {bridge}");
+    assert!(
+        addresses.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&addresses.stdout)
+    );
+    app.down().assert_ok();
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge).exists(),
+        "{bridge} outlived the container"
+    );
+}
+
+#[test]
+fn partial_processes_on_an_internal_network_keep_their_own_link_too() {
+    let app = App::new(
+        "net-internal-partial",
+        "isolation:\n  mode: partial\n  ports: [{internal: 8080, external: 18181, process: api}]\nnetworks: {back: [api, worker]}\nprocesses:\n  - {name: api, command: nc -ll -p 8080 -e hostname}\n  - {name: worker, command: sleep 1000}\n",
+    );
+    app.up_detached();
+    app.wait_for("both running", |ps| {
+        ps.iter().filter(|p| p["state"] == "running").count() == 2
+    });
+    let out = Hydra::bare()
+        .args([
+            "exec",
+            &format!("{}/worker", app.name),
+            "--",
+            "sh",
+            "-c",
+            "ls /sys/class/net; nc api 8080",
+        ])
+        .output();
+    out.assert_ok();
+    assert_eq!(out.lines(), ["eth0", "lo", "net0", "api"], "{out}");
+    let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18181)));
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer.trim(), "api");
+    app.down().assert_ok();
+}
+
+#[test]
+fn networks_with_the_host_network_are_refused() {
+    let app = App::new(
+        "net-internal-none",
+        "isolation: {mode: none}\nnetworks: {back: [a]}\nprocesses:\n  - {name: a, command: sleep 1}\n",
+    );
+    let out = Hydra::bare()
+        .args(["up", "-d", "-f"])
+        .arg(app.file())
+        .output();
+    out.assert_code(125);
+    assert!(
+        out.one_stderr_line()
+            .contains("networks need isolation mode partial or complete"),
+        "{out}"
+    );
+    assert!(!Path::new("/run/hydra").join(&app.name).exists());
+}

@@ -481,15 +481,15 @@ fn logs_follow_new_output_until_the_container_goes() {
 #[test]
 fn what_hydra_cannot_run_yet_is_refused_not_ignored() {
     let app = App::new(
-        "up-networks",
-        "networks: {back: [s]}\nprocesses:\n  - {name: s, command: sleep 1}\n",
+        "up-ipc",
+        "ipc:\n  channels:\n    - {name: q, senders: [s], receivers: [s]}\nprocesses:\n  - {name: s, command: sleep 1}\n",
     );
     let out = Hydra::bare()
         .args(["up", "-d", "-f"])
         .arg(app.file())
         .output();
     out.assert_code(125);
-    assert!(out.one_stderr_line().contains("networks"), "{out}");
+    assert!(out.one_stderr_line().contains("ipc"), "{out}");
     assert!(!Path::new("/run/hydra").join(&app.name).exists());
 }
 

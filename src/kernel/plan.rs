@@ -18,6 +18,12 @@ pub enum PlanError {
     PartialRootless { file: PathBuf },
     #[error("{file}: ports: host_ip {ip}: only IPv4 host addresses can be mapped (processes have IPv4 links)")]
     Ipv6Port { file: PathBuf, ip: std::net::IpAddr },
+    #[error("{file}: networks need isolation mode partial or complete (with none every process already shares the host's network)")]
+    NetworksOnHost { file: PathBuf },
+    #[error(
+        "{file}: networks need root: hydra cannot create bridges without CAP_NET_ADMIN on the host"
+    )]
+    NetworksRootless { file: PathBuf },
     #[error("{file}: {what} are not supported yet")]
     Unsupported { file: PathBuf, what: &'static str },
 }
@@ -82,12 +88,29 @@ fn network(app: &AppSpec, processes: &[PlannedProcess]) -> Result<Request, PlanE
                 .collect(),
         });
     }
-    Ok(Request {
-        endpoints: processes
+    let endpoints = match app.isolation.mode {
+        NetMode::Partial => processes
             .iter()
             .map(|p| (p.spec.name.clone(), p.spec.egress))
             .collect(),
+        _ => Vec::new(),
+    };
+    let networks = app
+        .networks
+        .iter()
+        .map(|n| {
+            let members = processes
+                .iter()
+                .filter(|p| n.processes.contains(&p.group))
+                .map(|p| (p.spec.name.clone(), p.group.clone()))
+                .collect();
+            (n.name.clone(), members)
+        })
+        .collect();
+    Ok(Request {
+        endpoints,
         forwards,
+        networks,
     })
 }
 
@@ -108,11 +131,11 @@ pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
             what: "ipc channels and shared memory",
         });
     }
-    if !app.networks.is_empty() {
-        return Err(PlanError::Unsupported {
-            file,
-            what: "networks",
-        });
+    if !app.networks.is_empty() && app.isolation.mode == NetMode::None {
+        return Err(PlanError::NetworksOnHost { file });
+    }
+    if !app.networks.is_empty() && crate::process::rootless() {
+        return Err(PlanError::NetworksRootless { file });
     }
     let mut processes = Vec::new();
     for def in app.start_order() {
@@ -152,8 +175,8 @@ pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
             });
         }
     }
-    let network = match app.isolation.mode {
-        NetMode::Partial => Some(network(app, &processes)?),
+    let network = match (app.isolation.mode, app.networks.is_empty()) {
+        (NetMode::Partial, _) | (_, false) => Some(network(app, &processes)?),
         _ => None,
     };
     Ok(Plan {

@@ -110,9 +110,11 @@ struct Slot {
     kill_at: Option<Instant>,
     /// The healthcheck of the current run, if the process has one.
     checker: Option<Checker>,
-    /// Its `partial` link, claimed once for the container's life (restarts reuse it, so the
+    /// Its links, claimed once for the container's life (restarts reuse them, so the
     /// port mappings never change).
-    link: Option<crate::net::pool::Subnet>,
+    links: crate::net::veth::LinkPlan,
+    /// Its `/etc/hosts` naming the other members of its internal networks.
+    hosts: Option<std::path::PathBuf>,
 }
 
 /// How output reaches the terminal of a foreground `up`.
@@ -209,7 +211,8 @@ impl Supervisor {
                 stop_requested: false,
                 kill_at: None,
                 checker: None,
-                link: None,
+                links: Default::default(),
+                hosts: None,
             })
             .collect();
         let mut supervisor = Supervisor {
@@ -236,8 +239,21 @@ impl Supervisor {
             return Ok(());
         };
         let net = crate::net::setup::claim(self.state.path(), &self.plan.container, request)?;
-        for (slot, endpoint) in self.slots.iter_mut().zip(&net.endpoints) {
-            slot.link = Some(endpoint.subnet);
+        let hosts_dir = self.state.path().join("hosts");
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let name = &slot.planned.spec.name;
+            slot.links = crate::net::veth::LinkPlan {
+                eth0: net.endpoints.get(i).map(|e| e.subnet),
+                internal: crate::net::internal::links_of(name, &net.internal),
+            };
+            if slot.links.internal.is_empty() {
+                continue;
+            }
+            std::fs::create_dir_all(&hosts_dir).map_err(io("creating the hosts files"))?;
+            let file = hosts_dir.join(name);
+            std::fs::write(&file, crate::net::internal::hosts_file(name, &net.internal))
+                .map_err(io("writing a hosts file"))?;
+            slot.hosts = Some(file);
         }
         Ok(())
     }
@@ -282,12 +298,19 @@ impl Supervisor {
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let null = std::fs::File::open("/dev/null").map_err(io("opening /dev/null"))?;
-        let spec = with_volumes(&slot.planned, &self.volumes);
+        let mut spec = with_volumes(&slot.planned, &self.volumes);
+        if let Some(hosts) = &slot.hosts {
+            spec.volumes.push(crate::config::Volume {
+                source: hosts.clone(),
+                target: "/etc/hosts".to_string(),
+                read_only: true,
+            });
+        }
         let extras = Extras {
             stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
             nice: slot.planned.priority,
             cgroup_view: slot.cgroup.as_ref().map(Cgroup::view),
-            link: slot.link,
+            links: slot.links.clone(),
         };
         let prepared = process::prepare(&spec, &self.layer, false, extras).map_err(wrap)?;
         let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref(), &mut || Ok(()))

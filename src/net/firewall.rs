@@ -78,6 +78,16 @@ pub struct Network {
     pub pool: String,
     pub endpoints: Vec<Endpoint>,
     pub forwards: Vec<Forward>,
+    /// Internal networks (`networks:`), each on a bridge of its own.
+    #[serde(default)]
+    pub internal: Vec<super::internal::InternalNet>,
+}
+
+impl Network {
+    /// Whether it has rules in hydra's nftables table (internal networks need none).
+    pub fn uses_firewall(&self) -> bool {
+        !self.endpoints.is_empty()
+    }
 }
 
 /// The roles of a container's chains.

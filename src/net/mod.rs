@@ -3,6 +3,7 @@
 
 pub mod conntrack;
 pub mod firewall;
+pub mod internal;
 pub mod lock;
 pub mod loopback;
 pub mod mode;

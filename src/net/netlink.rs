@@ -185,6 +185,29 @@ impl Netlink {
         )
     }
 
+    /// Creates the bridge `name` (no address: only its ports talk over it).
+    pub fn add_bridge(&mut self, name: &str) -> Result<(), NetlinkError> {
+        let mut message = LinkMessage::default();
+        message.attributes = vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+        ];
+        self.create("creating a bridge", RouteNetlinkMessage::NewLink(message))
+    }
+
+    /// Makes interface `index` a port of the bridge `bridge`.
+    pub fn set_controller(&mut self, index: u32, bridge: u32) -> Result<(), NetlinkError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes = vec![LinkAttribute::Controller(bridge)];
+        self.request(
+            "adding a port to a bridge",
+            RouteNetlinkMessage::SetLink(message),
+            NLM_F_ACK,
+        )
+        .map(drop)
+    }
+
     /// The index of interface `name`.
     pub fn link_index(&mut self, name: &str) -> Result<u32, NetlinkError> {
         let mut message = LinkMessage::default();

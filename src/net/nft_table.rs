@@ -336,6 +336,7 @@ mod tests {
                     targets: vec![2],
                 },
             ],
+            internal: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::firewall::{Endpoint, FirewallError, Forward, Network};
+use super::internal::{self, InternalNet, Member};
 use super::lock::NetLock;
 use super::netlink::{Netlink, NetlinkError};
 use super::pool::{Pool, PoolError};
@@ -40,12 +41,14 @@ pub enum NetError {
     },
 }
 
-/// What a container asks for: one endpoint per `partial` process (name, egress allowed) and
-/// its port mappings, whose targets index the endpoints.
+/// What a container asks for: one endpoint per `partial` process (name, egress allowed), its
+/// port mappings, whose targets index the endpoints, and its internal networks (name, members
+/// as (virtual process, YAML process)).
 #[derive(Debug, Clone, Default)]
 pub struct Request {
     pub endpoints: Vec<(String, bool)>,
     pub forwards: Vec<Forward>,
+    pub networks: Vec<(String, Vec<(String, String)>)>,
 }
 
 /// `[ip:]port/proto`, as errors and `hydra ports` show a host port.
@@ -110,7 +113,7 @@ fn write(dir: &Path, net: &Network) -> Result<(), NetError> {
 /// with the process's own set-up); the network lock is held until `finish`.
 pub struct Claiming {
     net: Network,
-    install: nft::Running,
+    install: Option<nft::Running>,
     _lock: NetLock,
 }
 
@@ -122,7 +125,9 @@ impl Claiming {
 
     /// Waits for the rules, then forgets stale UDP flows of the mapped ports.
     pub fn finish(self) -> Result<Network, NetError> {
-        self.install.wait()?;
+        if let Some(install) = self.install {
+            install.wait()?;
+        }
         flush_udp(&self.net);
         Ok(self.net)
     }
@@ -138,9 +143,11 @@ pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Cla
         .iter()
         .flat_map(|n| n.endpoints.iter().map(|e| e.subnet))
         .collect();
-    let host = Netlink::open()?.ipv4_addresses()?;
+    let mut netlink = Netlink::open()?;
+    let host = netlink.ipv4_addresses()?;
     let subnets = pool.choose(request.endpoints.len(), &used, &host)?;
     check_ports(&request.forwards, &others)?;
+    let internal = internal_networks(&request.networks, &others, &host)?;
     let net = Network {
         container: container.to_string(),
         pool: format!("{}/{}", pool.network(), pool.prefix()),
@@ -155,14 +162,65 @@ pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Cla
             })
             .collect(),
         forwards: request.forwards.clone(),
+        internal,
     };
     write(dir, &net)?;
-    let install = nft::start_install(&net, &lock)?;
+    for n in &net.internal {
+        make_bridge(&mut netlink, &n.bridge())?;
+    }
+    let install = match net.uses_firewall() {
+        true => Some(nft::start_install(&net, &lock)?),
+        false => None,
+    };
     Ok(Claiming {
         net,
         install,
         _lock: lock,
     })
+}
+
+/// Allocates a /24 per internal network and an address per member (.2 onwards).
+fn internal_networks(
+    asked: &[(String, Vec<(String, String)>)],
+    others: &[Network],
+    host: &[(std::net::Ipv4Addr, u8)],
+) -> Result<Vec<InternalNet>, NetError> {
+    if asked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let used: Vec<_> = others
+        .iter()
+        .flat_map(|n| n.internal.iter().map(|i| i.subnet))
+        .collect();
+    let subnets = internal::choose(internal::pool()?, asked.len(), &used, host)?;
+    Ok(asked
+        .iter()
+        .zip(subnets)
+        .map(|((name, members), subnet)| InternalNet {
+            name: name.clone(),
+            subnet,
+            members: members
+                .iter()
+                .enumerate()
+                .map(|(i, (process, group))| Member {
+                    process: process.clone(),
+                    group: group.clone(),
+                    address: std::net::Ipv4Addr::from(u32::from(subnet) + 2 + i as u32),
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// A bridge with no address, no IPv6, and strict reverse-path filtering (no route leads back
+/// through it, so a packet a member crafts for the host itself is dropped), up.
+fn make_bridge(netlink: &mut Netlink, name: &str) -> Result<(), NetError> {
+    netlink.add_bridge(name)?;
+    veth::disable_ipv6(name)?;
+    veth::set_ipv4(name, "rp_filter", "1")?;
+    let index = netlink.link_index(name)?;
+    netlink.set_up(index)?;
+    Ok(())
 }
 
 /// Claims and installs, waiting for the rules.
@@ -184,15 +242,23 @@ pub fn release(dir: &Path) -> Result<(), NetError> {
         return Ok(());
     };
     let lock = NetLock::take();
-    let last = other_networks(dir).is_empty();
+    // The table goes with the last container that has rules in it.
+    let last = other_networks(dir).iter().all(|n| !n.uses_firewall());
     let mut first_error = None;
-    for endpoint in &net.endpoints {
-        if let Err(e) = veth::detach(&endpoint.subnet) {
+    let mut links: Vec<String> = net.endpoints.iter().map(|e| e.subnet.veth()).collect();
+    for n in &net.internal {
+        links.extend(n.members.iter().map(|m| internal::port_name(m.address)));
+        links.push(n.bridge());
+    }
+    for link in &links {
+        if let Err(e) = veth::detach(link) {
             first_error.get_or_insert(NetError::from(e));
         }
     }
-    if let Err(e) = nft::remove(&net, last, &lock) {
-        first_error.get_or_insert(NetError::from(e));
+    if net.uses_firewall() {
+        if let Err(e) = nft::remove(&net, last, &lock) {
+            first_error.get_or_insert(NetError::from(e));
+        }
     }
     flush_udp(&net);
     match first_error {

@@ -10,6 +10,7 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use thiserror::Error;
 
+use super::internal::{InternalLink, InternalNet};
 use super::netlink::{Netlink, NetlinkError};
 use super::pool::Subnet;
 
@@ -50,34 +51,97 @@ fn set_interface(veth: &str) -> Result<(), VethError> {
     Ok(())
 }
 
-/// Creates and configures the link of process `pid` on `subnet`.
-pub fn attach(pid: Pid, subnet: &Subnet) -> Result<(), VethError> {
-    let netns = File::open(format!("/proc/{pid}/ns/net")).map_err(VethError::Namespace)?;
-    let veth = subnet.veth();
-    let mut host = Netlink::open()?;
-    match host.add_veth(&veth, INNER, netns.as_fd()) {
-        // The same process restarted: its old link may still be on its way out with the old
-        // namespace. Delete it now rather than wait.
+/// Sets an IPv4 per-interface setting of a host interface of hydra's.
+pub fn set_ipv4(name: &str, key: &str, value: &str) -> Result<(), VethError> {
+    let path = format!("/proc/sys/net/ipv4/conf/{name}/{key}");
+    std::fs::write(&path, value).map_err(|source| VethError::Sysctl { path, source })
+}
+
+/// Disables IPv6 on a host interface of hydra's (its links are IPv4 only).
+pub fn disable_ipv6(name: &str) -> Result<(), VethError> {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    // A kernel without IPv6 has no such file: nothing to disable.
+    if !std::path::Path::new(&path).exists() {
+        return Ok(());
+    }
+    std::fs::write(&path, "1").map_err(|source| VethError::Sysctl { path, source })
+}
+
+/// The links a process gets before it may go: `eth0` on its own /30 (`partial`) and a port on
+/// each internal network it is a member of.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkPlan {
+    pub eth0: Option<Subnet>,
+    pub internal: Vec<InternalLink>,
+}
+
+impl LinkPlan {
+    pub fn is_empty(&self) -> bool {
+        self.eth0.is_none() && self.internal.is_empty()
+    }
+}
+
+/// Creates a veth pair `host` ↔ `inner` (inner end in `netns`); a leftover `host` from the same
+/// process's previous run, still on its way out with the old namespace, is deleted first.
+fn make_pair(
+    netlink: &mut Netlink,
+    host: &str,
+    inner: &str,
+    netns: std::os::fd::BorrowedFd<'_>,
+) -> Result<u32, VethError> {
+    match netlink.add_veth(host, inner, netns) {
         Err(e) if e.errno == Errno::EEXIST => {
-            host.delete_link(&veth)?;
-            host.add_veth(&veth, INNER, netns.as_fd())?;
+            netlink.delete_link(host)?;
+            netlink.add_veth(host, inner, netns)?;
         }
         other => other?,
     }
-    set_interface(&veth)?;
-    let index = host.link_index(&veth)?;
-    host.add_address(index, IpAddr::V4(subnet.host()), Subnet::PREFIX)?;
-    host.set_up(index)?;
+    Ok(netlink.link_index(host)?)
+}
+
+/// Creates and configures the links of process `pid`.
+pub fn attach(pid: Pid, plan: &LinkPlan) -> Result<(), VethError> {
+    let netns = File::open(format!("/proc/{pid}/ns/net")).map_err(VethError::Namespace)?;
+    let mut host = Netlink::open()?;
+    let mut inner_setup: Vec<(String, IpAddr, u8)> = Vec::new();
+    if let Some(subnet) = &plan.eth0 {
+        let veth = subnet.veth();
+        let index = make_pair(&mut host, &veth, INNER, netns.as_fd())?;
+        set_interface(&veth)?;
+        host.add_address(index, IpAddr::V4(subnet.host()), Subnet::PREFIX)?;
+        host.set_up(index)?;
+        inner_setup.push((
+            INNER.to_string(),
+            IpAddr::V4(subnet.guest()),
+            Subnet::PREFIX,
+        ));
+    }
+    for link in &plan.internal {
+        let index = make_pair(&mut host, &link.port, &link.inner, netns.as_fd())?;
+        disable_ipv6(&link.port)?;
+        let bridge = host.link_index(&link.bridge)?;
+        host.set_controller(index, bridge)?;
+        host.set_up(index)?;
+        inner_setup.push((
+            link.inner.clone(),
+            IpAddr::V4(link.address),
+            InternalNet::PREFIX,
+        ));
+    }
     let mut inner = Netlink::open_in(netns.as_fd())?;
-    let index = inner.link_index(INNER)?;
-    inner.add_address(index, IpAddr::V4(subnet.guest()), Subnet::PREFIX)?;
-    inner.set_up(index)?;
-    inner.add_default_route(subnet.host())?;
+    for (name, address, prefix) in &inner_setup {
+        let index = inner.link_index(name)?;
+        inner.add_address(index, *address, *prefix)?;
+        inner.set_up(index)?;
+    }
+    if let Some(subnet) = &plan.eth0 {
+        inner.add_default_route(subnet.host())?;
+    }
     Ok(())
 }
 
-/// Deletes the host end (and with it the inner one); already gone is fine.
-pub fn detach(subnet: &Subnet) -> Result<(), VethError> {
-    Netlink::open()?.delete_link(&subnet.veth())?;
+/// Deletes a host interface of hydra's (a veth's other end goes with it); already gone is fine.
+pub fn detach(name: &str) -> Result<(), VethError> {
+    Netlink::open()?.delete_link(name)?;
     Ok(())
 }

@@ -68,8 +68,8 @@ pub struct LaunchPlan {
     /// Where hydra's own argv lives ([start, end) from /proc/self/stat): the init, a fork of
     /// hydra, blanks it so `ps` inside shows no host path or hydra arguments.
     pub argv_area: Option<(usize, usize)>,
-    /// The `partial` link the parent creates before letting the child go.
-    pub link: Option<crate::net::pool::Subnet>,
+    /// The links the parent creates before letting the child go (`partial`, `networks:`).
+    pub links: crate::net::veth::LinkPlan,
     /// The user-namespace id maps the parent writes (rootless only).
     pub id_mapping: Option<crate::security::idmap::Mapping>,
     pub exec: ExecPlan,

@@ -162,8 +162,8 @@ pub struct Extras {
     pub nice: Option<i32>,
     /// The process's cgroups, mounted read-only at /sys/fs/cgroup.
     pub cgroup_view: Option<crate::fs::plan::CgroupView>,
-    /// Its `partial` link (claimed container-wide before).
-    pub link: Option<crate::net::pool::Subnet>,
+    /// Its links (claimed container-wide before).
+    pub links: crate::net::veth::LinkPlan,
 }
 
 /// Prepares everything the child needs. `layer_mountpoint` is where its private tmpfs goes (the
@@ -228,7 +228,7 @@ pub fn prepare(
         stdio: extras.stdio,
         nice: extras.nice,
         argv_area: launch::own_argv_area(),
-        link: extras.link,
+        links: extras.links,
         id_mapping,
         exec: exec_plan(spec, &env)?,
     };
@@ -296,8 +296,8 @@ fn release_child(
     if let Some(mapping) = plan.id_mapping {
         idmap::write(child.pid, mapping).map_err(ProcessError::IdMap)?;
     }
-    if let Some(subnet) = &plan.link {
-        crate::net::veth::attach(child.pid, subnet)?;
+    if !plan.links.is_empty() {
+        crate::net::veth::attach(child.pid, &plan.links)?;
     }
     before_go()?;
     handshake::send_go(parent_end).map_err(sys("starting the process"))
@@ -314,7 +314,10 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     let mut cgroup = make_cgroup(spec, &mut warnings)?;
     let extras = Extras {
         cgroup_view: cgroup.as_ref().map(Cgroup::view),
-        link: network.as_ref().map(|n| n.link),
+        links: crate::net::veth::LinkPlan {
+            eth0: network.as_ref().map(|n| n.link),
+            internal: Vec::new(),
+        },
         ..Extras::default()
     };
     let prepared = prepare(spec, &state.layer_mountpoint(false)?, terminal, extras);
@@ -394,6 +397,7 @@ fn claim_network<'s>(
         return Ok(None);
     }
     let request = setup::Request {
+        networks: Vec::new(),
         endpoints: vec![(spec.name.clone(), spec.egress)],
         forwards: spec
             .ports
