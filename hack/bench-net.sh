@@ -2,7 +2,8 @@
 # `make bench-net`: what a `partial` port mapping costs. In one run:
 # - iperf3 single-stream TCP throughput (medians of ROUNDS=3 runs of 5 s per path) into a network namespace made here
 #   ("direct", the ceiling), into a hydra process through its DNAT mapping at 127.0.0.1 and at the
-#   host end of its veth, and through socat as a userspace proxy into the same namespace;
+#   host end of its veth, through socat as a userspace proxy into the same namespace, and
+#   through a rootless `hydra run -p` (hydra's own forwarder; a throw-away user runs it);
 # - the start-up cost of `--net partial -p` over `--net complete`, with and without hydra's table
 #   already in place (time until the process runs, and the whole run; pinned to one CPU).
 # iperf3 runs inside hydra from a rootfs made here (busybox + iperf3 and its libraries).
@@ -19,8 +20,12 @@ secs=${SECONDS_PER_CASE:-5}
 [[ -x rootfs/busybox/bin/busybox ]] || { echo "bench-net: no rootfs/busybox; run make rootfs" >&2; exit 1; }
 mkdir -p "$cache"
 
-ns=hybench$$ veth=hyb$$ name=bench-net-$$ socat_pid= server_pid=
+ns=hybench$$ veth=hyb$$ name=bench-net-$$ socat_pid= server_pid= user=hybench$$ rl_pid=
+rl_dir=/tmp/hydra-bench-net-$$
 cleanup() {
+  [[ -n $rl_pid ]] && kill "$rl_pid" 2>/dev/null && wait "$rl_pid" 2>/dev/null
+  id "$user" >/dev/null 2>&1 && { pkill -KILL -u "$user" 2>/dev/null; sleep 0.2; userdel "$user" 2>/dev/null; }
+  rm -rf "$rl_dir" "/tmp/hydra-$(id -u "$user" 2>/dev/null || echo none)"
   [[ -n $socat_pid ]] && kill "$socat_pid" 2>/dev/null
   [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
   ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
@@ -90,6 +95,21 @@ done
 kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
 server_pid=
 
+# --- rootless: hydra's own forwarder (no veth, no nftables) ----------------------------------------
+# A throw-away user runs the same iperf3 server through `hydra run -p` rootless.
+useradd -M -s /bin/sh -d "$rl_dir/home" "$user"
+mkdir -p "$rl_dir/home"
+cp -a "$rootfs" "$rl_dir/rootfs" && cp "$hydra" "$rl_dir/hydra"
+chown -R "$user:" "$rl_dir"
+runuser -u "$user" -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$rl_dir/home" \
+  "$rl_dir/hydra" run --rootfs "$rl_dir/rootfs" --name "$name-rl" -p 15205:5201 -- iperf3 -s -p 5201 \
+  >"$cache/server-rootless.txt" 2>&1 &
+rl_pid=$!
+sleep 1
+for ((r = 0; r < rounds; r++)); do client 127.0.0.1 15205 rootless; done
+kill "$rl_pid" && wait "$rl_pid" 2>/dev/null || true
+rl_pid=
+
 # --- start-up: partial with a mapping over complete ---------------------------------------------
 # Start-up is the time from launching hydra until the process runs: the process prints the
 # clock as its first act (`hydra-probe now`), compared with bash's clock just before the launch.
@@ -130,7 +150,7 @@ server_pid=
 
 # --- docs/benchmarks.md ------------------------------------------------------------------------
 direct=$(gbits direct) tracked=$(gbits direct-tracked)
-lo=$(gbits dnat-loopback) link=$(gbits dnat-veth) proxy=$(gbits socat)
+lo=$(gbits dnat-loopback) link=$(gbits dnat-veth) proxy=$(gbits socat) rootless=$(gbits rootless)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a - b}'; }
 extra_busy=$(minus "$(ms partial-busy 1)" "$(ms complete-busy 1)")
@@ -152,6 +172,7 @@ block=$(
   echo "| hydra mapping at 127.0.0.1 (DNAT + masquerade) | $lo | $(ratio "$lo" "$direct") | $(ratio "$lo" "$tracked") |"
   echo "| hydra mapping at the veth's host address (DNAT) | $link | $(ratio "$link" "$direct") | $(ratio "$link" "$tracked") |"
   echo "| socat userspace proxy into the namespace | $proxy | $(ratio "$proxy" "$direct") | $(ratio "$proxy" "$tracked") |"
+  echo "| rootless \`hydra run -p\` (hydra's own forwarder, 127.0.0.1) | $rootless | $(ratio "$rootless" "$direct") | $(ratio "$rootless" "$tracked") |"
   echo
   echo "| \`hydra run\` ($runs runs each, medians, pinned to CPU 0) | start-up ms | whole run ms |"
   echo "|---|---:|---:|"
@@ -163,7 +184,7 @@ block=$(
   echo "- Targets (issue 4): mapping throughput ≥ 0.95 × direct: $worst against the untracked path, $(verdict "$worst" 0.95 ">="); $worst_tracked against the same path with connection tracking on, $(verdict "$worst_tracked" 0.95 ">="); \`partial\` adds under 3 ms to start-up: $extra_busy ms with hydra's table in place, $(verdict "$extra_busy" 3 "<"); $extra_idle ms on an idle host, $(verdict "$extra_idle" 3 "<")."
   echo "- Start-up is from launching hydra until the process's first instruction (it prints the clock: \`hydra-probe now\`); the whole run adds the teardown. \`partial\` start-up is the subnet claim (a lock, one netlink address dump), one netlink question (does the table exist?), one \`nft\` run adding the container's chains, rules and map elements, and the veth (five netlink requests). On an idle host that \`nft\` run also creates the table's base chains, and registering netfilter hooks waits for an RCU grace period; its teardown (deleting the veth and the rules) waits for others."
   echo
-  echo "Exact commands: the server is \`iperf3 -s -p 5201\` (\`ip netns exec\` for direct and socat, \`$(basename "$hydra") run --rootfs ROOTFS -p 15201:5201 -- iperf3 -s -p 5201\` for hydra); the client \`iperf3 -c ADDR -p PORT -t $secs -f g\`; socat is \`socat TCP-LISTEN:15202,bind=127.0.0.1,fork,reuseaddr TCP:10.232.0.2:5201\`; start-up runs \`taskset -c 0 hydra run --rootfs rootfs/busybox --name N [-p 15203:80] -- hydra-probe now\`, alternating the modes."
+  echo "Exact commands: the server is \`iperf3 -s -p 5201\` (\`ip netns exec\` for direct and socat, \`$(basename "$hydra") run --rootfs ROOTFS -p 15201:5201 -- iperf3 -s -p 5201\` for hydra, the same as a throw-away user through \`runuser\` with \`-p 15205:5201\` for rootless); the client \`iperf3 -c ADDR -p PORT -t $secs -f g\`; socat is \`socat TCP-LISTEN:15202,bind=127.0.0.1,fork,reuseaddr TCP:10.232.0.2:5201\`; start-up runs \`taskset -c 0 hydra run --rootfs rootfs/busybox --name N [-p 15203:80] -- hydra-probe now\`, alternating the modes."
 )
 echo "$block"
 

@@ -500,3 +500,107 @@ fn rootless_up_ps_exec_and_down() {
     down.assert_ok();
     assert!(!u.state_root().join(&name).exists());
 }
+
+/// Connects to 127.0.0.1:`port`, retrying while the server inside starts (bounded).
+fn connect_local(port: u16) -> std::net::TcpStream {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                // hydra accepts before the server inside listens; an echo proves the path.
+                return s;
+            }
+            Err(e) => {
+                assert!(std::time::Instant::now() < end, "connecting to {addr}: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[test]
+fn rootless_port_mappings_are_served_by_hydra_itself() {
+    use std::io::{Read, Write};
+    let u = RootlessUser::new();
+    let mut run = u
+        .run("rl-ports")
+        .args(["-p", "18191:8080", "-p", "18192:5353/udp"])
+        .sh("nc -ll -p 8080 -e cat & hydra-probe udp-echo 5353 & ip -o link | wc -l; echo servers up; wait")
+        .spawn();
+    run.wait_for_stdout("servers up");
+    assert!(
+        run.stdout_so_far().lines().any(|l| l == "1"),
+        "only lo inside: {}",
+        run.stdout_so_far()
+    );
+    let name = run.name().to_string();
+    let mut echoed = Vec::new();
+    for _ in 0..50 {
+        let mut s = connect_local(18191);
+        if s.write_all(b"through hydra\n").is_ok() {
+            let mut got = vec![0u8; 14];
+            if s.read_exact(&mut got).is_ok() {
+                echoed = got;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(echoed, b"through hydra\n");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut answer = [0u8; 32];
+    let mut got = None;
+    for _ in 0..5 {
+        udp.send_to(b"dgram", "127.0.0.1:18192").unwrap();
+        if let Ok((n, _)) = udp.recv_from(&mut answer) {
+            got = Some(answer[..n].to_vec());
+            break;
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&b"dgram"[..]));
+    // The counters reach `hydra ports` (published twice a second).
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let ports = u
+        .as_user(Hydra::bare())
+        .args(["ports", &name, "--json"])
+        .output();
+    ports.assert_ok();
+    let v: Vec<serde_json::Value> = serde_json::from_str(&ports.stdout).unwrap();
+    assert!(v[0]["connections"].as_u64().unwrap() >= 1, "{ports}");
+    assert!(v[0]["received"]["bytes"].as_u64().unwrap() >= 14, "{ports}");
+    assert!(v[1]["sent"]["bytes"].as_u64().unwrap() >= 5, "{ports}");
+    run.signal(libc::SIGTERM);
+    run.wait();
+}
+
+#[test]
+fn rootless_mapping_errors_are_one_line() {
+    let u = RootlessUser::new();
+    let privileged = u
+        .run("rl-priv")
+        .args(["-p", "80:8080"])
+        .cmd(["true"])
+        .output();
+    privileged.assert_code(125);
+    assert!(
+        privileged
+            .one_stderr_line()
+            .contains("host port 80/tcp is privileged"),
+        "{privileged}"
+    );
+    let egress = u
+        .run("rl-egress")
+        .args(["--net", "partial", "--egress"])
+        .cmd(["true"])
+        .output();
+    egress.assert_code(125);
+    assert!(
+        egress.one_stderr_line().contains("--egress needs root"),
+        "{egress}"
+    );
+}

@@ -50,7 +50,7 @@ pub fn run(args: PortsArgs) -> anyhow::Result<i32> {
         return Err(anyhow!("no running container named {}", args.name));
     }
     let stats = match setup::load(&dir) {
-        Some(net) => portstats::read(&net)?,
+        Some(net) => portstats::read(&net, &dir)?,
         None => Vec::new(),
     };
     if args.json {

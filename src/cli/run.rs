@@ -112,9 +112,9 @@ impl RunArgs {
         if self.egress && net != NetMode::Partial {
             return Err(anyhow!("--egress needs --net partial"));
         }
-        if net == NetMode::Partial && process::rootless() {
+        if self.egress && process::rootless() {
             return Err(anyhow!(
-                "--net partial needs root: hydra cannot create the veth link without CAP_NET_ADMIN on the host"
+                "--egress needs root: a rootless partial process has no link of its own, only its port mappings"
             ));
         }
         Ok(net)

@@ -14,7 +14,7 @@ use crate::net::NetMode;
 pub enum PlanError {
     #[error("{file}: container.path images (.hcon) are not supported yet; use container.rootfs")]
     Image { file: PathBuf },
-    #[error("{file}: isolation mode partial needs root: hydra cannot create veth links without CAP_NET_ADMIN on the host")]
+    #[error("{file}: isolation mode partial needs root with hydra up so far (rootless, hydra run -p forwards ports itself)")]
     PartialRootless { file: PathBuf },
     #[error("{file}: ports: host_ip {ip}: only IPv4 host addresses can be mapped (processes have IPv4 links)")]
     Ipv6Port { file: PathBuf, ip: std::net::IpAddr },

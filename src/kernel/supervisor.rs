@@ -313,7 +313,7 @@ impl Supervisor {
             links: slot.links.clone(),
         };
         let prepared = process::prepare(&spec, &self.layer, false, extras).map_err(wrap)?;
-        let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref(), &mut || Ok(()))
+        let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref(), &mut |_| Ok(()))
             .map_err(wrap)?;
         drop((out_w, err_w, null));
         slot.live = Some(Live {

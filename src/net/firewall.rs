@@ -81,6 +81,9 @@ pub struct Network {
     /// Internal networks (`networks:`), each on a bridge of its own.
     #[serde(default)]
     pub internal: Vec<super::internal::InternalNet>,
+    /// Rootless: the mappings are served by hydra itself (`userspace`), not by nftables.
+    #[serde(default)]
+    pub userspace: bool,
 }
 
 impl Network {

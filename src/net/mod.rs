@@ -16,6 +16,7 @@ pub mod ports;
 pub mod portstats;
 pub mod setup;
 pub mod traffic;
+pub mod userspace;
 pub mod veth;
 
 pub use mode::NetMode;

@@ -337,6 +337,7 @@ mod tests {
                 },
             ],
             internal: Vec::new(),
+            userspace: false,
         }
     }
 

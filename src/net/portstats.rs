@@ -54,10 +54,26 @@ fn sum(counts: &[Count], comment: &str) -> Traffic {
         })
 }
 
-/// Reads the counters of every mapping of `net`.
-pub fn read(net: &Network) -> Result<Vec<PortStat>, FirewallError> {
-    let counts = nft::counters(&net.container)?;
-    let flows = conntrack::flows();
+/// The counters hydra's own (rootless) forwarder published in the state directory `dir`:
+/// per mapping [connections, active, in packets, in bytes, out packets, out bytes].
+fn published(dir: &std::path::Path) -> Vec<[u64; 6]> {
+    std::fs::read_to_string(super::userspace::stats_file(dir))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Reads the counters of every mapping of `net` (state directory `dir`).
+pub fn read(net: &Network, dir: &std::path::Path) -> Result<Vec<PortStat>, FirewallError> {
+    let (counts, flows, userspace) = if net.userspace {
+        (Vec::new(), Vec::new(), published(dir))
+    } else {
+        (
+            nft::counters(&net.container)?,
+            conntrack::flows(),
+            Vec::new(),
+        )
+    };
     Ok(net
         .forwards
         .iter()
@@ -73,8 +89,32 @@ pub fn read(net: &Network) -> Result<Vec<PortStat>, FirewallError> {
                 })
                 .collect();
             let guests: Vec<Ipv4Addr> = targets.iter().map(|t| t.address).collect();
-            // The DNAT rule sits in two chains (prerouting, output): both count.
             let connections = sum(&counts, &counter_comment(i, "new")).packets;
+            if net.userspace {
+                let [conns, active, ip, ib, op, ob] = userspace.get(i).copied().unwrap_or_default();
+                return PortStat {
+                    protocol: f.protocol,
+                    host_ip: f.host_ip,
+                    host_port: f.host_port,
+                    process: f.process.clone(),
+                    port: f.port,
+                    connections: conns,
+                    active,
+                    received: Traffic {
+                        packets: ip,
+                        bytes: ib,
+                    },
+                    sent: Traffic {
+                        packets: op,
+                        bytes: ob,
+                    },
+                    // hydra connects to the port on the process's own loopback.
+                    targets: vec![Target {
+                        process: f.process.clone(),
+                        address: Ipv4Addr::LOCALHOST,
+                    }],
+                };
+            }
             PortStat {
                 protocol: f.protocol,
                 host_ip: f.host_ip,

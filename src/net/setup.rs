@@ -30,6 +30,8 @@ pub enum NetError {
     Veth(#[from] VethError),
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Forward(#[from] super::userspace::ForwardError),
     #[error("host port {port} is already mapped by container {container}")]
     PortMapped { port: String, container: String },
     #[error("host port {0} is already in use on the host")]
@@ -163,6 +165,7 @@ pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Cla
             .collect(),
         forwards: request.forwards.clone(),
         internal,
+        userspace: false,
     };
     write(dir, &net)?;
     for n in &net.internal {
@@ -221,6 +224,29 @@ fn make_bridge(netlink: &mut Netlink, name: &str) -> Result<(), NetError> {
     let index = netlink.link_index(name)?;
     netlink.set_up(index)?;
     Ok(())
+}
+
+/// Rootless: claims the host ports of `request.forwards` for hydra's own forwarder, binding
+/// them now (a busy or privileged port fails here, before the process exists).
+pub fn claim_userspace(
+    dir: &Path,
+    container: &str,
+    request: &Request,
+) -> Result<(Network, Vec<super::userspace::Listener>), NetError> {
+    let _lock = NetLock::take();
+    let others = other_networks(dir);
+    check_ports(&request.forwards, &others)?;
+    let listeners = super::userspace::bind(&request.forwards)?;
+    let net = Network {
+        container: container.to_string(),
+        pool: String::new(),
+        endpoints: Vec::new(),
+        forwards: request.forwards.clone(),
+        internal: Vec::new(),
+        userspace: true,
+    };
+    write(dir, &net)?;
+    Ok((net, listeners))
 }
 
 /// Claims and installs, waiting for the rules.

@@ -18,7 +18,7 @@ pub mod supervise;
 pub mod terminal;
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::unistd::Uid;
@@ -283,7 +283,7 @@ fn clone_flags(spec: &ProcessSpec) -> u64 {
 }
 
 /// Called between clone and go, once hydra's own set-up of the child is done.
-pub type BeforeGo<'a> = &'a mut dyn FnMut() -> Result<(), ProcessError>;
+pub type BeforeGo<'a> = &'a mut dyn FnMut(&clone::Child) -> Result<(), ProcessError>;
 
 /// The parent's part between clone and go: the id maps of a rootless child, the network link
 /// of a `partial` one, and whatever the caller still waits for.
@@ -299,7 +299,7 @@ fn release_child(
     if !plan.links.is_empty() {
         crate::net::veth::attach(child.pid, &plan.links)?;
     }
-    before_go()?;
+    before_go(child)?;
     handshake::send_go(parent_end).map_err(sys("starting the process"))
 }
 
@@ -315,7 +315,7 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     let extras = Extras {
         cgroup_view: cgroup.as_ref().map(Cgroup::view),
         links: crate::net::veth::LinkPlan {
-            eth0: network.as_ref().map(|n| n.link),
+            eth0: network.as_ref().and_then(|n| n.link),
             internal: Vec::new(),
         },
         ..Extras::default()
@@ -337,8 +337,8 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
         warn(w);
     }
     let mut network = network;
-    let mut before_go = || match network.as_mut() {
-        Some(n) => n.ready(),
+    let mut before_go = |child: &clone::Child| match network.as_mut() {
+        Some(n) => n.ready(Some(child)),
         None => Ok(()),
     };
     let result = launch_and_wait(spec, &plan, cgroup.as_ref(), terminal, &mut before_go);
@@ -354,16 +354,43 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
 
 /// A lone process's network: claimed before the clone, its rules installed while the process
 /// is being set up (waited for before it may go), released on drop if `release` was not reached.
+/// Rootless, hydra's own forwarder serves the mappings instead (started before go, stopped
+/// before the release).
 struct LoneNetwork<'s> {
     state: &'s StateDir,
-    link: crate::net::pool::Subnet,
+    link: Option<crate::net::pool::Subnet>,
     claiming: Option<crate::net::setup::Claiming>,
+    userspace: Option<Userspace>,
     released: bool,
 }
 
+/// The rootless forwarder of a lone process: listeners bound at claim time, threads from go.
+struct Userspace {
+    net: crate::net::firewall::Network,
+    listeners: Vec<crate::net::userspace::Listener>,
+    counters: Vec<std::sync::Arc<crate::net::userspace::Counters>>,
+    forwarder: Option<crate::net::userspace::Forwarder>,
+}
+
 impl LoneNetwork<'_> {
-    /// Waits for the firewall rules (the process must not run before they are in place).
-    fn ready(&mut self) -> Result<(), ProcessError> {
+    /// Waits for the firewall rules, or starts the rootless forwarder into `child`'s
+    /// namespaces (the process must not run before its mappings work).
+    fn ready(&mut self, child: Option<&clone::Child>) -> Result<(), ProcessError> {
+        use crate::net::userspace::{stats_file, Forwarder, SocketSource};
+        if let (Some(u), Some(child)) = (self.userspace.as_mut(), child) {
+            if u.forwarder.is_none() {
+                let source = SocketSource::start(child.pidfd.as_fd())
+                    .map_err(crate::net::setup::NetError::from)?;
+                let listeners = std::mem::take(&mut u.listeners);
+                u.forwarder = Some(Forwarder::start(
+                    &u.net.forwards,
+                    listeners,
+                    source,
+                    &u.counters,
+                    stats_file(self.state.path()),
+                ));
+            }
+        }
         match self.claiming.take() {
             Some(claiming) => claiming.finish().map(drop).map_err(ProcessError::from),
             None => Ok(()),
@@ -373,7 +400,8 @@ impl LoneNetwork<'_> {
     fn release(mut self) -> Result<(), ProcessError> {
         self.released = true;
         // The claim holds the network lock until it is finished.
-        let _ = self.ready();
+        let _ = self.ready(None);
+        self.userspace = None;
         Ok(crate::net::setup::release(self.state.path())?)
     }
 }
@@ -381,7 +409,8 @@ impl LoneNetwork<'_> {
 impl Drop for LoneNetwork<'_> {
     fn drop(&mut self) {
         if !self.released {
-            let _ = self.ready();
+            let _ = self.ready(None);
+            self.userspace = None;
             let _ = crate::net::setup::release(self.state.path());
         }
     }
@@ -412,11 +441,32 @@ fn claim_network<'s>(
             })
             .collect(),
     };
+    if rootless() {
+        return match setup::claim_userspace(state.path(), &spec.container, &request) {
+            Ok((net, listeners)) => Ok(Some(LoneNetwork {
+                state,
+                link: None,
+                claiming: None,
+                userspace: Some(Userspace {
+                    counters: net.forwards.iter().map(|_| Default::default()).collect(),
+                    net,
+                    listeners,
+                    forwarder: None,
+                }),
+                released: false,
+            })),
+            Err(e) => {
+                let _ = setup::release(state.path());
+                Err(e.into())
+            }
+        };
+    }
     match setup::start_claim(state.path(), &spec.container, &request) {
         Ok(claiming) => Ok(Some(LoneNetwork {
             state,
-            link: claiming.network().endpoints[0].subnet,
+            link: Some(claiming.network().endpoints[0].subnet),
             claiming: Some(claiming),
+            userspace: None,
             released: false,
         })),
         Err(e) => {
