@@ -20,12 +20,18 @@ secs=${SECONDS_PER_CASE:-5}
 [[ -x rootfs/busybox/bin/busybox ]] || { echo "bench-net: no rootfs/busybox; run make rootfs" >&2; exit 1; }
 mkdir -p "$cache"
 
-ns=hybench$$ veth=hyb$$ name=bench-net-$$ socat_pid= server_pid= user=hybench$$ rl_pid=
+ns=hybench$$ veth=hyb$$ name=bench-net-$$ socat_pid= server_pid= user=hybench$$ rl_pid= rl_uid=
 rl_dir=/tmp/hydra-bench-net-$$
 cleanup() {
+  set +e # every step runs, whatever failed before
   [[ -n $rl_pid ]] && kill "$rl_pid" 2>/dev/null && wait "$rl_pid" 2>/dev/null
-  id "$user" >/dev/null 2>&1 && { pkill -KILL -u "$user" 2>/dev/null; sleep 0.2; userdel "$user" 2>/dev/null; }
-  rm -rf "$rl_dir" "/tmp/hydra-$(id -u "$user" 2>/dev/null || echo none)"
+  if id "$user" >/dev/null 2>&1; then
+    pkill -KILL -u "$user" 2>/dev/null
+    sleep 0.2
+    userdel "$user" 2>/dev/null
+  fi
+  [[ -n $rl_uid ]] && rm -rf "/tmp/hydra-$rl_uid"
+  rm -rf "$rl_dir"
   [[ -n $socat_pid ]] && kill "$socat_pid" 2>/dev/null
   [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
   ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
@@ -98,6 +104,7 @@ server_pid=
 # --- rootless: hydra's own forwarder (no veth, no nftables) ----------------------------------------
 # A throw-away user runs the same iperf3 server through `hydra run -p` rootless.
 useradd -M -s /bin/sh -d "$rl_dir/home" "$user"
+rl_uid=$(id -u "$user")
 mkdir -p "$rl_dir/home"
 cp -a "$rootfs" "$rl_dir/rootfs" && cp "$hydra" "$rl_dir/hydra"
 chown -R "$user:" "$rl_dir"

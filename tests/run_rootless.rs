@@ -549,7 +549,13 @@ fn rootless_port_mappings_are_served_by_hydra_itself() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(echoed, b"through hydra\n");
+    assert_eq!(
+        echoed,
+        b"through hydra\n",
+        "stdout: {}\nstderr: {}",
+        run.stdout_so_far(),
+        run.stderr_so_far()
+    );
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(std::time::Duration::from_secs(2)))
         .unwrap();
@@ -603,4 +609,78 @@ fn rootless_mapping_errors_are_one_line() {
         egress.one_stderr_line().contains("--egress needs root"),
         "{egress}"
     );
+}
+
+#[test]
+fn rootless_up_spreads_a_mapping_over_the_instances_and_survives_a_restart() {
+    use std::io::Read;
+    let u = RootlessUser::new();
+    let name = format!("rl-up-{}", std::process::id());
+    let yaml = u.dir.join("hydra.yaml");
+    fs::write(
+        &yaml,
+        format!(
+            "version: '1.0'\ncontainer: {{name: {name}, rootfs: {}}}\nisolation:\n  mode: partial\n  ports: [{{internal: 8080, external: 18193, process: web}}]\nprocesses:\n  - {{name: web, count: 2, restart: always, command: nc -ll -p 8080 -e hostname}}\n",
+            u.rootfs().display()
+        ),
+    )
+    .unwrap();
+    let up = u
+        .as_user(Hydra::bare())
+        .arg("up")
+        .arg("-d")
+        .arg("-f")
+        .arg(&yaml)
+        .output();
+    up.assert_ok();
+    let down = || u.as_user(Hydra::bare()).args(["down", &name]).output();
+    let ask = || {
+        let mut s = connect_local(18193);
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer.trim().to_string()
+    };
+    let mut seen = Vec::new();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen.len() < 2 && std::time::Instant::now() < end {
+        let a = ask();
+        if !a.is_empty() && !seen.contains(&a) {
+            seen.push(a);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    seen.sort();
+    if seen != ["web.0", "web.1"] {
+        let ps = u.as_user(Hydra::bare()).args(["ps"]).output();
+        let logs = u
+            .as_user(Hydra::bare())
+            .args(["logs", &format!("{name}/web.0")])
+            .output();
+        down();
+        panic!("answers: {seen:?}\n{ps}\n{logs}");
+    }
+    // web.0 killed and restarted: the mapping reaches its new namespace.
+    let ps = || -> Vec<serde_json::Value> {
+        let out = u.as_user(Hydra::bare()).args(["ps", "--json"]).output();
+        serde_json::from_str(&out.stdout).unwrap_or_default()
+    };
+    let web0 = |v: &[serde_json::Value]| v.iter().find(|p| p["process"] == "web.0").cloned();
+    let pid = web0(&ps())
+        .and_then(|p| p["pid"].as_i64())
+        .expect("web.0 pid");
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut answered = false;
+    while !answered && std::time::Instant::now() < end {
+        let restarted = web0(&ps())
+            .is_some_and(|p| p["state"] == "running" && p["restarts"].as_u64().unwrap_or(0) >= 1);
+        answered = restarted && (0..4).any(|_| ask() == "web.0");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if !answered {
+        down();
+        panic!("the restarted web.0 never answered through the mapping");
+    }
+    down().assert_ok();
+    assert!(!u.state_root().join(&name).exists());
 }

@@ -14,8 +14,8 @@ use crate::net::NetMode;
 pub enum PlanError {
     #[error("{file}: container.path images (.hcon) are not supported yet; use container.rootfs")]
     Image { file: PathBuf },
-    #[error("{file}: isolation mode partial needs root with hydra up so far (rootless, hydra run -p forwards ports itself)")]
-    PartialRootless { file: PathBuf },
+    #[error("{file}: {process}: egress: allow needs root (rootless, a partial process has no link of its own, only its port mappings)")]
+    EgressRootless { file: PathBuf, process: String },
     #[error("{file}: ports: host_ip {ip}: only IPv4 host addresses can be mapped (processes have IPv4 links)")]
     Ipv6Port { file: PathBuf, ip: std::net::IpAddr },
     #[error("{file}: networks need isolation mode partial or complete (with none every process already shares the host's network)")]
@@ -122,8 +122,13 @@ pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
         ImageSource::Rootfs(dir) => dir.clone(),
         ImageSource::Image(_) => return Err(PlanError::Image { file }),
     };
-    if app.isolation.mode == NetMode::Partial && crate::process::rootless() {
-        return Err(PlanError::PartialRootless { file });
+    if crate::process::rootless() {
+        if let Some(p) = app.processes.iter().find(|p| p.egress) {
+            return Err(PlanError::EgressRootless {
+                file,
+                process: p.name.clone(),
+            });
+        }
     }
     if !app.ipc.channels.is_empty() || !app.ipc.shared_memory.is_empty() {
         return Err(PlanError::Unsupported {

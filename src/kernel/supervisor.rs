@@ -142,7 +142,15 @@ pub struct Supervisor {
     width: usize,
     /// The container is being brought down: nothing starts or restarts any more.
     shutting_down: bool,
+    /// Rootless port mappings, served by hydra itself.
+    userspace: Option<UserspacePorts>,
     warnings: Vec<String>,
+}
+
+/// Rootless port mappings: the forwarder (stopped on drop) and the per-process socket helpers.
+struct UserspacePorts {
+    sources: crate::net::userspace::Sources,
+    _forwarder: crate::net::userspace::Forwarder,
 }
 
 fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> SupervisorError {
@@ -228,16 +236,40 @@ impl Supervisor {
             width,
             shutting_down: false,
             warnings,
+            userspace: None,
         };
         supervisor.claim_network()?;
         Ok(supervisor)
     }
 
-    /// Claims the subnets and host ports and installs the firewall rules (released on drop).
+    /// Claims the subnets and host ports and installs the firewall rules (released on drop);
+    /// rootless, binds the host ports and starts hydra's own forwarder.
     fn claim_network(&mut self) -> Result<(), SupervisorError> {
+        use crate::net::userspace::{stats_file, Forwarder, Sources};
         let Some(request) = &self.plan.network else {
             return Ok(());
         };
+        if process::rootless() {
+            let (net, listeners) = crate::net::setup::claim_userspace(
+                self.state.path(),
+                &self.plan.container,
+                request,
+            )?;
+            let sources = Sources::new(self.slots.len());
+            let counters: Vec<_> = net.forwards.iter().map(|_| Default::default()).collect();
+            let forwarder = Forwarder::start(
+                &net.forwards,
+                listeners,
+                &sources,
+                &counters,
+                stats_file(self.state.path()),
+            );
+            self.userspace = Some(UserspacePorts {
+                sources,
+                _forwarder: forwarder,
+            });
+            return Ok(());
+        }
         let net = crate::net::setup::claim(self.state.path(), &self.plan.container, request)?;
         let hosts_dir = self.state.path().join("hosts");
         for (i, slot) in self.slots.iter_mut().enumerate() {
@@ -276,6 +308,7 @@ impl Supervisor {
 
     fn start(&mut self, i: usize) -> Result<(), SupervisorError> {
         let container_has_cgroup = self.container_cgroup.is_some();
+        let sources = self.userspace.as_ref().map(|u| u.sources.clone());
         let slot = &mut self.slots[i];
         let name = slot.planned.spec.name.clone();
         let wrap = |source| SupervisorError::Process {
@@ -313,7 +346,17 @@ impl Supervisor {
             links: slot.links.clone(),
         };
         let prepared = process::prepare(&spec, &self.layer, false, extras).map_err(wrap)?;
-        let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref(), &mut |_| Ok(()))
+        // Rootless mappings reach the new process through a socket helper in its namespaces.
+        let mut before_go = |child: &process::clone::Child| match &sources {
+            Some(sources) => {
+                let helper = crate::net::userspace::SocketSource::start(child.pidfd.as_fd())
+                    .map_err(crate::net::setup::NetError::from)?;
+                sources.set(i, Some(helper));
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref(), &mut before_go)
             .map_err(wrap)?;
         drop((out_w, err_w, null));
         slot.live = Some(Live {
@@ -527,6 +570,9 @@ impl Supervisor {
             }) {
                 self.on_output(i, which);
             }
+        }
+        if let Some(u) = &self.userspace {
+            u.sources.set(i, None);
         }
         let slot = &mut self.slots[i];
         let Some(mut live) = slot.live.take() else {
@@ -757,6 +803,8 @@ impl Drop for Supervisor {
         if let Some(mut cg) = self.container_cgroup.take() {
             let _ = cg.destroy();
         }
+        // The forwarder's threads and helpers stop before the claim is released.
+        self.userspace = None;
         if let Err(e) = crate::net::setup::release(self.state.path()) {
             eprintln!("hydra: {}: removing the network: {e}", self.plan.container);
         }

@@ -94,7 +94,15 @@ fn helper_main(pidfd: RawFd, channel: RawFd) -> ! {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         // Nothing of the process's may inspect it (it is outside its pid namespace anyway).
         libc::prctl(libc::PR_SET_DUMPABLE, 0);
+        // The answer to "did you get in?" is the first byte: hydra waits for it before letting
+        // the process go (once going, the process turns non-dumpable and setns would fail).
         if libc::setns(pidfd, libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+            let errno = *libc::__errno_location() as u8;
+            libc::send(channel, (&errno as *const u8).cast(), 1, libc::MSG_NOSIGNAL);
+            libc::_exit(1);
+        }
+        let ready = 0u8;
+        if libc::send(channel, (&ready as *const u8).cast(), 1, libc::MSG_NOSIGNAL) != 1 {
             libc::_exit(1);
         }
         // Keep only the channel: hydra's other fds (listeners, state files) stay with hydra.
@@ -169,10 +177,32 @@ impl SocketSource {
         match pid {
             -1 => Err(ForwardError::Helper(std::io::Error::last_os_error())),
             0 => helper_main(pidfd.as_raw_fd(), theirs.as_raw_fd()),
-            pid => Ok(SocketSource {
-                channel: ours,
-                helper: pid,
-            }),
+            pid => {
+                drop(theirs);
+                let source = SocketSource {
+                    channel: ours,
+                    helper: pid,
+                };
+                let mut answer = 0xffu8;
+                // SAFETY: recv into one byte on this stack from our own socket.
+                let n = unsafe {
+                    libc::recv(
+                        source.channel.as_raw_fd(),
+                        (&mut answer as *mut u8).cast(),
+                        1,
+                        0,
+                    )
+                };
+                match (n, answer) {
+                    (1, 0) => Ok(source),
+                    (1, errno) => Err(ForwardError::Helper(std::io::Error::from_raw_os_error(
+                        errno.into(),
+                    ))),
+                    _ => Err(ForwardError::Helper(std::io::Error::other(
+                        "the helper ended before joining the process's namespaces",
+                    ))),
+                }
+            }
         }
     }
 
@@ -295,7 +325,67 @@ pub struct Forwarder {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-type Source = Arc<Mutex<SocketSource>>;
+/// The socket helpers of a container's processes, by process index (a process not running has
+/// none); a mapping spreads new connections over the targets that have one.
+#[derive(Clone, Default)]
+pub struct Sources {
+    helpers: Arc<Mutex<Vec<Option<SocketSource>>>>,
+}
+
+impl Sources {
+    pub fn new(processes: usize) -> Sources {
+        Sources {
+            helpers: Arc::new(Mutex::new((0..processes).map(|_| None).collect())),
+        }
+    }
+
+    /// Process `index` started (`Some`) or ended (`None`; its helper exits).
+    pub fn set(&self, index: usize, helper: Option<SocketSource>) {
+        if let Ok(mut helpers) = self.helpers.lock() {
+            if let Some(slot) = helpers.get_mut(index) {
+                *slot = helper;
+            }
+        }
+    }
+
+    /// A socket connected to 127.0.0.1:`port` in the next running target (round robin).
+    fn connect(
+        &self,
+        targets: &[usize],
+        next: &AtomicU64,
+        protocol: Protocol,
+        port: u16,
+    ) -> std::io::Result<OwnedFd> {
+        let helpers = self
+            .helpers
+            .lock()
+            .map_err(|_| std::io::Error::other("socket helpers poisoned"))?;
+        let running: Vec<&SocketSource> = targets
+            .iter()
+            .filter_map(|&t| helpers.get(t).and_then(Option::as_ref))
+            .collect();
+        if running.is_empty() {
+            return Err(std::io::Error::from(std::io::ErrorKind::NotConnected));
+        }
+        let pick = next.fetch_add(1, Ordering::Relaxed) as usize % running.len();
+        running[pick].connect(protocol, port)
+    }
+}
+
+/// Where one mapping's new connections go.
+struct Route {
+    sources: Sources,
+    targets: Vec<usize>,
+    port: u16,
+    next: AtomicU64,
+}
+
+impl Route {
+    fn connect(&self, protocol: Protocol) -> std::io::Result<OwnedFd> {
+        self.sources
+            .connect(&self.targets, &self.next, protocol, self.port)
+    }
+}
 
 /// Copies `from` → `to` until EOF, counting, then half-closes `to`.
 fn pump(mut from: TcpStream, mut to: TcpStream, counters: Arc<Counters>, inbound: bool) {
@@ -314,13 +404,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, counters: Arc<Counters>, inbound
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
-fn serve_tcp(
-    listener: TcpListener,
-    port: u16,
-    source: Source,
-    counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
-) {
+fn serve_tcp(listener: TcpListener, route: Route, counters: Arc<Counters>, stop: Arc<AtomicBool>) {
     let _ = listener.set_nonblocking(true);
     while !stop.load(Ordering::Relaxed) {
         let client = match listener.accept() {
@@ -338,9 +422,9 @@ fn serve_tcp(
             Err(_) => continue,
         };
         let _ = client.set_nonblocking(false);
-        let inner = match source.lock().map(|s| s.connect(Protocol::Tcp, port)) {
-            Ok(Ok(fd)) => TcpStream::from(fd),
-            _ => continue, // nothing listens inside: the client sees the connection close
+        let inner = match route.connect(Protocol::Tcp) {
+            Ok(fd) => TcpStream::from(fd),
+            Err(_) => continue, // nothing listens inside: the client sees the connection close
         };
         counters.connections.fetch_add(1, Ordering::Relaxed);
         counters.active.fetch_add(1, Ordering::Relaxed);
@@ -377,13 +461,7 @@ fn relay_replies(
     }
 }
 
-fn serve_udp(
-    host: UdpSocket,
-    port: u16,
-    source: Source,
-    counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
-) {
+fn serve_udp(host: UdpSocket, route: Route, counters: Arc<Counters>, stop: Arc<AtomicBool>) {
     let host = Arc::new(host);
     let _ = host.set_read_timeout(Some(TICK));
     let mut flows: HashMap<SocketAddr, (Arc<UdpSocket>, Instant)> = HashMap::new();
@@ -397,9 +475,9 @@ fn serve_udp(
         let flow = match flows.entry(client) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let inner = match source.lock().map(|s| s.connect(Protocol::Udp, port)) {
-                    Ok(Ok(fd)) => Arc::new(UdpSocket::from(fd)),
-                    _ => continue,
+                let inner = match route.connect(Protocol::Udp) {
+                    Ok(fd) => Arc::new(UdpSocket::from(fd)),
+                    Err(_) => continue,
                 };
                 let _ = inner.set_read_timeout(Some(TICK));
                 counters.connections.fetch_add(1, Ordering::Relaxed);
@@ -417,18 +495,17 @@ fn serve_udp(
 }
 
 impl Forwarder {
-    /// Starts serving `listeners` (one per forward, same order) into the namespaces `source`
-    /// reaches; each mapping's counters are `counters[i]`.
-    /// The counters are also published to `stats` (see `publish`) twice a second.
+    /// Starts serving `listeners` (one per forward, same order) into the namespaces of the
+    /// forwards' target processes, through `sources`; each mapping's counters are `counters[i]`,
+    /// also published to `stats` (see `publish`) twice a second.
     pub fn start(
         forwards: &[Forward],
         listeners: Vec<Listener>,
-        source: SocketSource,
+        sources: &Sources,
         counters: &[Arc<Counters>],
         stats: PathBuf,
     ) -> Forwarder {
         let stop = Arc::new(AtomicBool::new(false));
-        let source = Arc::new(Mutex::new(source));
         let mut threads = Vec::new();
         let (all, stop2) = (counters.to_vec(), stop.clone());
         threads.push(std::thread::spawn(move || {
@@ -438,10 +515,16 @@ impl Forwarder {
             }
         }));
         for ((f, listener), c) in forwards.iter().zip(listeners).zip(counters) {
-            let (port, source, c, stop) = (f.port, source.clone(), c.clone(), stop.clone());
+            let route = Route {
+                sources: sources.clone(),
+                targets: f.targets.clone(),
+                port: f.port,
+                next: AtomicU64::new(0),
+            };
+            let (c, stop) = (c.clone(), stop.clone());
             threads.push(std::thread::spawn(move || match listener {
-                Listener::Tcp(l) => serve_tcp(l, port, source, c, stop),
-                Listener::Udp(u) => serve_udp(u, port, source, c, stop),
+                Listener::Tcp(l) => serve_tcp(l, route, c, stop),
+                Listener::Udp(u) => serve_udp(u, route, c, stop),
             }));
         }
         Forwarder { stop, threads }

@@ -369,6 +369,7 @@ struct Userspace {
     net: crate::net::firewall::Network,
     listeners: Vec<crate::net::userspace::Listener>,
     counters: Vec<std::sync::Arc<crate::net::userspace::Counters>>,
+    sources: crate::net::userspace::Sources,
     forwarder: Option<crate::net::userspace::Forwarder>,
 }
 
@@ -381,11 +382,12 @@ impl LoneNetwork<'_> {
             if u.forwarder.is_none() {
                 let source = SocketSource::start(child.pidfd.as_fd())
                     .map_err(crate::net::setup::NetError::from)?;
+                u.sources.set(0, Some(source));
                 let listeners = std::mem::take(&mut u.listeners);
                 u.forwarder = Some(Forwarder::start(
                     &u.net.forwards,
                     listeners,
-                    source,
+                    &u.sources,
                     &u.counters,
                     stats_file(self.state.path()),
                 ));
@@ -451,6 +453,7 @@ fn claim_network<'s>(
                     counters: net.forwards.iter().map(|_| Default::default()).collect(),
                     net,
                     listeners,
+                    sources: crate::net::userspace::Sources::new(1),
                     forwarder: None,
                 }),
                 released: false,

@@ -152,20 +152,28 @@ pub fn resolve(
 impl Identity {
     /// Switches the calling process to this identity. Supplementary groups are set only where
     /// the kernel allows it (not in a rootless user namespace, where setgroups is denied).
+    ///
+    /// Raw system calls, not libc's wrappers: those broadcast the change to every thread libc
+    /// believes the process has, and a child cloned from a multithreaded hydra (a supervisor
+    /// with forwarder threads) still believes in its parent's threads, so they would wait
+    /// forever.
     pub fn apply(&self, set_groups: bool) -> Result<(), (crate::process::stage::Stage, Errno)> {
         use crate::process::stage::Stage;
         if set_groups {
             // SAFETY: the groups vector was prepared before clone and is only read.
-            if unsafe { libc::setgroups(self.groups.len(), self.groups.as_ptr()) } < 0 {
+            let ret = unsafe {
+                libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr())
+            };
+            if ret < 0 {
                 return Err((Stage::Groups, Errno::last()));
             }
         }
         // SAFETY: integer arguments only.
-        if unsafe { libc::setresgid(self.gid, self.gid, self.gid) } < 0 {
+        if unsafe { libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) } < 0 {
             return Err((Stage::SetGid, Errno::last()));
         }
         // SAFETY: integer arguments only.
-        if unsafe { libc::setresuid(self.uid, self.uid, self.uid) } < 0 {
+        if unsafe { libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) } < 0 {
             return Err((Stage::SetUid, Errno::last()));
         }
         Ok(())
