@@ -195,19 +195,7 @@ block=$(
 )
 echo "$block"
 
-doc=docs/benchmarks.md
-begin='<!-- bench-net:begin -->' end='<!-- bench-net:end -->'
-if ! grep -qF "$begin" "$doc"; then
-  printf '\n## Port forwarding\n\n%s\n%s\n' "$begin" "$end" >>"$doc"
-fi
-python3 - "$doc" "$begin" "$end" "$block" <<'PY'
-import sys
-path, begin, end, block = sys.argv[1:]
-text = open(path).read()
-head, rest = text.split(begin, 1)
-_, tail = rest.split(end, 1)
-open(path, "w").write(f"{head}{begin}\n{block}\n{end}{tail}")
-PY
+hack/doc-section.sh bench-net "Port forwarding" "$block"
 
 # --- nothing may be left behind ----------------------------------------------------------------
 cleanup

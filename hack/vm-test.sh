@@ -46,7 +46,7 @@ done
 # The modules in load order (dependencies first), as modprobe resolves them.
 [[ -f $kdir/lib/modules/$kver/modules.dep ]] || depmod -b "$kdir" "$kver"
 mods=()
-for m in virtio_pci 9pnet_virtio 9p overlay veth nf_tables nft_chain_nat nft_nat nft_masq nft_ct \
+for m in virtio_pci 9pnet_virtio 9p overlay veth bridge nf_tables nft_chain_nat nft_nat nft_masq nft_ct \
   nft_fib_inet nft_numgen nf_conntrack_netlink; do
   while read -r _ path; do
     name=$(basename "$path")

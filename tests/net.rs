@@ -16,24 +16,6 @@ use std::time::{Duration, Instant};
 const SERVERS: &str = "nc -ll -p 8080 -e cat & nc -ll -p 9090 -e cat & \
                        hydra-probe udp-echo 5353 & echo servers up; wait";
 
-/// Connects to `addr`, retrying while the server inside is still starting (bounded).
-fn connect(addr: SocketAddr) -> TcpStream {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(s) => {
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                return s;
-            }
-            Err(e) if Instant::now() < end => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("connecting to {addr}: {e}"),
-        }
-    }
-}
-
 /// Sends `message` and reads the echo back in full.
 fn echo(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
     stream.write_all(message).unwrap();
@@ -97,9 +79,9 @@ fn a_mapped_port_answers_at_loopback_and_the_link_and_nothing_else_does() {
     run.wait_for_stdout("servers up");
     let name = run.name().to_string();
     let (host, guest) = link_of(&name);
-    let mut local = connect(SocketAddr::from(([127, 0, 0, 1], 18101)));
+    let mut local = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18101)));
     assert_eq!(echo(&mut local, b"via loopback\n"), b"via loopback\n");
-    let mut link = connect(SocketAddr::from((host, 18101)));
+    let mut link = connect_retrying(SocketAddr::from((host, 18101)));
     assert_eq!(echo(&mut link, b"via the link\n"), b"via the link\n");
     // The unmapped server on 9090 is not reachable, neither through the host nor directly.
     assert!(unreachable(SocketAddr::from(([127, 0, 0, 1], 9090))));
@@ -146,13 +128,13 @@ fn ports_counts_connections_and_bytes_of_the_mapping() {
     link_of(&name);
     // connect() retries until the server listens; earlier refused attempts are flows too, so
     // the counters are read relative to a first connection.
-    let mut first = connect(SocketAddr::from(([127, 0, 0, 1], 18111)));
+    let mut first = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18111)));
     assert_eq!(echo(&mut first, b"x"), b"x");
     let before = ports(&name)[0].clone();
     assert_eq!(before["active"], 1, "{before}");
     let payload = vec![b'a'; 100_000];
     for _ in 0..3 {
-        let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18111)));
+        let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18111)));
         assert_eq!(echo(&mut s, &payload), payload);
     }
     let after = ports(&name)[0].clone();
@@ -247,14 +229,14 @@ fn two_containers_map_at_once_and_one_going_leaves_the_other_intact() {
     let (a_host, _) = link_of(&a_name);
     let (b_host, _) = link_of(&b_name);
     assert_ne!(a_host, b_host, "two containers share a subnet");
-    let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18121)));
+    let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18121)));
     assert_eq!(echo(&mut s, b"a\n"), b"a\n");
     drop(s);
     a.signal(libc::SIGTERM);
     a.wait();
     assert!(nft_chains_of(&a_name).is_empty());
     assert_eq!(nft_chains_of(&b_name).len(), 4, "b's chains went with a");
-    let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18122)));
+    let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18122)));
     assert_eq!(echo(&mut s, b"b\n"), b"b\n");
     drop(s);
     b.signal(libc::SIGTERM);
@@ -362,7 +344,7 @@ fn a_mapping_to_a_process_with_count_two_spreads_connections_over_both() {
     });
     let mut seen = Vec::new();
     for _ in 0..4 {
-        let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18151)));
+        let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18151)));
         let mut answer = String::new();
         s.read_to_string(&mut answer).unwrap();
         seen.push(answer.trim().to_string());
@@ -541,7 +523,7 @@ fn partial_processes_on_an_internal_network_keep_their_own_link_too() {
         .output();
     out.assert_ok();
     assert_eq!(out.lines(), ["eth0", "lo", "net0", "api"], "{out}");
-    let mut s = connect(SocketAddr::from(([127, 0, 0, 1], 18181)));
+    let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18181)));
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert_eq!(answer.trim(), "api");

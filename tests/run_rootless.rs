@@ -501,26 +501,6 @@ fn rootless_up_ps_exec_and_down() {
     assert!(!u.state_root().join(&name).exists());
 }
 
-/// Connects to 127.0.0.1:`port`, retrying while the server inside starts (bounded).
-fn connect_local(port: u16) -> std::net::TcpStream {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)) {
-            Ok(s) => {
-                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-                    .unwrap();
-                // hydra accepts before the server inside listens; an echo proves the path.
-                return s;
-            }
-            Err(e) => {
-                assert!(std::time::Instant::now() < end, "connecting to {addr}: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
-    }
-}
-
 #[test]
 fn rootless_port_mappings_are_served_by_hydra_itself() {
     use std::io::{Read, Write};
@@ -539,7 +519,7 @@ fn rootless_port_mappings_are_served_by_hydra_itself() {
     let name = run.name().to_string();
     let mut echoed = Vec::new();
     for _ in 0..50 {
-        let mut s = connect_local(18191);
+        let mut s = connect_retrying(([127, 0, 0, 1], 18191).into());
         if s.write_all(b"through hydra\n").is_ok() {
             let mut got = vec![0u8; 14];
             if s.read_exact(&mut got).is_ok() {
@@ -635,7 +615,7 @@ fn rootless_up_spreads_a_mapping_over_the_instances_and_survives_a_restart() {
     up.assert_ok();
     let down = || u.as_user(Hydra::bare()).args(["down", &name]).output();
     let ask = || {
-        let mut s = connect_local(18193);
+        let mut s = connect_retrying(([127, 0, 0, 1], 18193).into());
         let mut answer = String::new();
         let _ = s.read_to_string(&mut answer);
         answer.trim().to_string()

@@ -127,23 +127,6 @@ fn the_example_comes_up_isolated_and_limited_and_goes_down_clean() {
     assert_host_clean(&app.name, Path::new("/run/hydra"));
 }
 
-/// Connects to `addr`, retrying while the server inside starts (bounded).
-fn connect_retrying(addr: std::net::SocketAddr) -> std::net::TcpStream {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(s) => {
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                return s;
-            }
-            Err(e) => {
-                assert!(Instant::now() < end, "connecting to {addr}: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
 #[test]
 fn egress_allow_lets_one_process_reach_the_host_and_not_the_other() {
     let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();

@@ -145,6 +145,31 @@ impl Rules<'_> {
             .collect()
     }
 
+    /// Counts and lets through the packets of the mappings of endpoint `e` in one direction:
+    /// into its link (`inbound`: to its address and port, in `-post`) or out of it (replies
+    /// from them, in `-pre`). Only flows the kernel DNAT'd match.
+    fn count_mapped(&mut self, e: usize, inbound: bool) {
+        let subnet = self.net.endpoints[e].subnet;
+        let (role, link, addr, which, what) = match inbound {
+            true => ("post", oif(&subnet.veth()), "daddr", "dport", "in"),
+            false => ("pre", iif(&subnet.veth()), "saddr", "sport", "out"),
+        };
+        for (i, f) in self.forwards_to(e) {
+            self.rule(
+                role,
+                vec![
+                    link.clone(),
+                    eq(field("ip", addr), text(subnet.guest().to_string())),
+                    port(f.protocol, which, f.port),
+                    ct_in("status", &["dnat"]),
+                    counter(),
+                    Statement::Accept(None),
+                ],
+                Some(counter_comment(i, what)),
+            );
+        }
+    }
+
     fn leaving_process(&mut self, e: usize) {
         let endpoint = self.net.endpoints[e].clone();
         let veth = endpoint.subnet.veth();
@@ -152,20 +177,7 @@ impl Rules<'_> {
         // Replies of mapped connections first: the bulk of the traffic stops here. Only a
         // flow the kernel DNAT'd to this process matches (so never a packet to 127.0.0.0/8,
         // whose reply direction would be addressed to the host end of the link).
-        for (i, f) in self.forwards_to(e) {
-            self.rule(
-                "pre",
-                vec![
-                    iif(&veth),
-                    eq(field("ip", "saddr"), text(guest.to_string())),
-                    port(f.protocol, "sport", f.port),
-                    ct_in("status", &["dnat"]),
-                    counter(),
-                    Statement::Accept(None),
-                ],
-                Some(counter_comment(i, "out")),
-            );
-        }
+        self.count_mapped(e, false);
         self.rule(
             "pre",
             vec![
@@ -236,22 +248,8 @@ impl Rules<'_> {
     fn entering_process(&mut self, e: usize) {
         let endpoint = self.net.endpoints[e].clone();
         let veth = endpoint.subnet.veth();
-        let guest = endpoint.subnet.guest();
         let forwards = self.forwards_to(e);
-        for (i, f) in &forwards {
-            self.rule(
-                "post",
-                vec![
-                    oif(&veth),
-                    eq(field("ip", "daddr"), text(guest.to_string())),
-                    port(f.protocol, "dport", f.port),
-                    ct_in("status", &["dnat"]),
-                    counter(),
-                    Statement::Accept(None),
-                ],
-                Some(counter_comment(*i, "in")),
-            );
-        }
+        self.count_mapped(e, true);
         self.rule(
             "post",
             vec![oif(&veth), established(), Statement::Accept(None)],

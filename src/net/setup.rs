@@ -36,6 +36,8 @@ pub enum NetError {
     PortMapped { port: String, container: String },
     #[error("host port {0} is already in use on the host")]
     PortBusy(String),
+    #[error("this kernel cannot create {0} devices (load the module: modprobe {0})")]
+    NoKernelSupport(&'static str),
     #[error("writing {path}: {source}")]
     State {
         path: PathBuf,
@@ -218,7 +220,10 @@ fn internal_networks(
 /// A bridge with no address, no IPv6, and strict reverse-path filtering (no route leads back
 /// through it, so a packet a member crafts for the host itself is dropped), up.
 fn make_bridge(netlink: &mut Netlink, name: &str) -> Result<(), NetError> {
-    netlink.add_bridge(name)?;
+    netlink.add_bridge(name).map_err(|e| match e.errno {
+        nix::errno::Errno::EOPNOTSUPP => NetError::NoKernelSupport("bridge"),
+        _ => NetError::from(e),
+    })?;
     veth::disable_ipv6(name)?;
     veth::set_ipv4(name, "rp_filter", "1")?;
     let index = netlink.link_index(name)?;

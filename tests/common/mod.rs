@@ -740,6 +740,25 @@ pub fn cgroup_hydra_dirs() -> Vec<PathBuf> {
     v
 }
 
+/// Connects to `addr`, retrying (for up to 10 s) while a server inside a process starts; reads
+/// on the stream time out after 5 s.
+pub fn connect_retrying(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5)))
+                    .expect("setting a read timeout");
+                return s;
+            }
+            Err(e) => {
+                assert!(Instant::now() < end, "connecting to {addr}: {e}");
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 /// Poll (bounded) until `path` exists.
 pub fn wait_for_path(path: &Path, timeout: Duration) -> bool {
     let end = Instant::now() + timeout;
