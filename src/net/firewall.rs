@@ -67,7 +67,8 @@ pub struct Forward {
     pub port: u16,
     /// The YAML process (`web`), for display.
     pub process: String,
-    /// Indices into the endpoints (the instances of `process`).
+    /// The instances of `process`, as process indices in plan order (which are the endpoints'
+    /// indices as root; rootless, the userspace forwarder's helper slots).
     pub targets: Vec<usize>,
 }
 

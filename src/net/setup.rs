@@ -45,9 +45,10 @@ pub enum NetError {
     },
 }
 
-/// What a container asks for: one endpoint per `partial` process (name, egress allowed), its
-/// port mappings, whose targets index the endpoints, and its internal networks (name, members
-/// as (virtual process, YAML process)).
+/// What a container asks for: one endpoint per `partial` process (name, egress allowed; none
+/// rootless), its port mappings, whose targets are process indices in plan order (the same as
+/// the endpoints' when there are endpoints), and its internal networks (name, members as
+/// (virtual process, YAML process)).
 #[derive(Debug, Clone, Default)]
 pub struct Request {
     pub endpoints: Vec<(String, bool)>,
