@@ -60,6 +60,26 @@ step "limits: 32 MiB memory, an allocation of 100 MiB is OOM-killed"
 run 137 --memory 32M -- /usr/local/bin/hydra-probe alloc 100
 expect 'killed: out of memory \(limit 32 MiB\)'
 
+step "ports: a partial process answers only through its mapping (-p 18480:8080)"
+web_name=demo-web-$$
+echo "\$ hydra run --rootfs $rootfs --name $web_name --hostname web -p 18480:8080 -- nc -ll -p 8080 -e hostname &"
+"$hydra" run --rootfs "$rootfs" --name "$web_name" --hostname web -p 18480:8080 \
+  -- nc -ll -p 8080 -e hostname >/dev/null 2>&1 &
+web=$!
+trap 'kill $web 2>/dev/null' EXIT
+answer=
+for _ in $(seq 100); do
+  answer=$(timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/18480 && cat <&3' 2>/dev/null) || true
+  [[ -n $answer ]] && break
+  sleep 0.05
+done
+echo "\$ (a client connects to 127.0.0.1:18480)"
+indent <<<"$answer"
+[[ $answer == web ]] || fail "no answer through the mapping"
+echo "\$ hydra ports $web_name"
+"$hydra" ports "$web_name" | indent
+kill -TERM "$web" && wait "$web" || true
+trap - EXIT
 
 # --- hydra up: a container of several processes from one file --------------------------------
 app=$(mktemp -d /tmp/hydra-demo.XXXXXX)
