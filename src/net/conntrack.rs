@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::nfnetlink::{attr, message, NESTED};
 use crate::config::Protocol;
 
 const TABLE: &str = "/proc/net/nf_conntrack";
@@ -92,10 +93,9 @@ pub fn flush_udp(port: u16) -> usize {
     if stale.is_empty() {
         return 0;
     }
-    let Ok(socket) = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER) else {
+    let Ok(socket) = super::nfnetlink::socket() else {
         return 0;
     };
-    let _ = socket.connect(&netlink_sys::SocketAddr::new(0, 0));
     stale
         .iter()
         .filter_map(delete_message)
@@ -105,16 +105,7 @@ pub fn flush_udp(port: u16) -> usize {
 
 /// An IPCTNL_MSG_CT_DELETE request naming `flow` by its original tuple (ctnetlink).
 fn delete_message(flow: &Flow) -> Option<Vec<u8>> {
-    const NESTED: u16 = 0x8000;
     const IPCTNL_MSG_CT_DELETE: u16 = (1 << 8) | 2; // NFNL_SUBSYS_CTNETLINK << 8
-    let attr = |kind: u16, payload: &[u8]| {
-        let mut a = Vec::new();
-        a.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(payload);
-        a.resize(a.len().next_multiple_of(4), 0);
-        a
-    };
     let ip = [
         attr(1, &flow.orig_src?.octets()), // CTA_IP_V4_SRC
         attr(2, &flow.orig_dst?.octets()), // CTA_IP_V4_DST
@@ -130,15 +121,12 @@ fn delete_message(flow: &Flow) -> Option<Vec<u8>> {
         1 | NESTED,                                                  // CTA_TUPLE_ORIG
         &[attr(1 | NESTED, &ip), attr(2 | NESTED, &proto)].concat(), // CTA_TUPLE_IP, _PROTO
     );
-    // nfgenmsg: family, version 0, resource id 0.
-    let body = [vec![libc::AF_INET as u8, 0, 0, 0], tuple].concat();
-    let mut message = Vec::with_capacity(16 + body.len());
-    message.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-    message.extend_from_slice(&IPCTNL_MSG_CT_DELETE.to_ne_bytes());
-    message.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    message.extend_from_slice(&[0u8; 8]); // sequence and port id
-    message.extend_from_slice(&body);
-    Some(message)
+    Some(message(
+        IPCTNL_MSG_CT_DELETE,
+        0,
+        libc::AF_INET as u8,
+        &tuple,
+    ))
 }
 
 /// Every tracked IPv4 flow (empty when the table is unreadable).

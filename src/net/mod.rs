@@ -8,6 +8,7 @@ pub mod lock;
 pub mod loopback;
 pub mod mode;
 pub mod netlink;
+pub mod nfnetlink;
 pub mod nft;
 pub mod nft_expr;
 pub mod nft_table;

@@ -117,53 +117,19 @@ pub fn list() -> Result<Option<Value>, FirewallError> {
 
 /// Whether hydra's table exists: one NFT_MSG_GETTABLE request over netlink.
 fn table_exists() -> Result<bool, FirewallError> {
-    use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+    use super::nfnetlink::{ask, attr, message};
     const NFT_MSG_GETTABLE: u16 = (10 << 8) | 1; // NFNL_SUBSYS_NFTABLES << 8
     const NFT_MSG_NEWTABLE: u16 = 10 << 8;
-    let fail = |e: std::io::Error| FirewallError::List(format!("asking for hydra's table: {e}"));
-    let socket = Socket::new(NETLINK_NETFILTER).map_err(fail)?;
-    socket.connect(&SocketAddr::new(0, 0)).map_err(fail)?;
-    // nlmsghdr, nfgenmsg (NFPROTO_INET, version 0, res_id 0), NFTA_TABLE_NAME "hydra\0".
-    let name = [TABLE.as_bytes(), b"\0"].concat();
-    let attr_len = 4 + name.len();
-    let padded = attr_len.next_multiple_of(4);
-    let total = 16 + 4 + padded;
-    let mut m = Vec::with_capacity(total);
-    m.extend_from_slice(&(total as u32).to_ne_bytes());
-    m.extend_from_slice(&NFT_MSG_GETTABLE.to_ne_bytes());
-    m.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
-    m.extend_from_slice(&[0u8; 8]);
-    m.extend_from_slice(&[libc::NFPROTO_INET as u8, 0, 0, 0]);
-    m.extend_from_slice(&(attr_len as u16).to_ne_bytes());
-    m.extend_from_slice(&1u16.to_ne_bytes()); // NFTA_TABLE_NAME
-    m.extend_from_slice(&name);
-    m.resize(total, 0);
-    socket.send(&m, 0).map_err(fail)?;
-    let mut buf = vec![0u8; 8192];
-    loop {
-        let n = socket.recv(&mut &mut buf[..], 0).map_err(fail)?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
-            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-            if kind == NFT_MSG_NEWTABLE {
-                return Ok(true);
-            }
-            if kind == libc::NLMSG_ERROR as u16 && at + 20 <= n {
-                let code =
-                    i32::from_ne_bytes([buf[at + 16], buf[at + 17], buf[at + 18], buf[at + 19]]);
-                return match -code {
-                    0 => Ok(true),
-                    libc::ENOENT => Ok(false),
-                    errno => Err(fail(std::io::Error::from_raw_os_error(errno))),
-                };
-            }
-            if len < 16 {
-                break;
-            }
-            at += len.next_multiple_of(4);
-        }
-    }
+    const NFTA_TABLE_NAME: u16 = 1;
+    let name = attr(NFTA_TABLE_NAME, &[TABLE.as_bytes(), b"\0"].concat());
+    let request = message(
+        NFT_MSG_GETTABLE,
+        libc::NLM_F_ACK as u16,
+        libc::NFPROTO_INET as u8,
+        &name,
+    );
+    ask(&request, NFT_MSG_NEWTABLE, libc::ENOENT)
+        .map_err(|e| FirewallError::List(format!("asking for hydra's table: {e}")))
 }
 
 /// Starts installing a container's chains, rules and map elements in one transaction (with the
