@@ -114,6 +114,11 @@ pub fn counter_comment(forward: usize, what: &str) -> String {
     format!("m{forward} {what}")
 }
 
+/// 127.0.0.0/8.
+fn loopback_net() -> Expression<'static> {
+    prefix(Ipv4Addr::new(127, 0, 0, 0), 8)
+}
+
 // ---- the rules ----------------------------------------------------------------------------
 
 /// Collects a container's rules chain by chain.
@@ -183,7 +188,7 @@ impl Rules<'_> {
             "pre",
             vec![
                 iif(&veth),
-                eq(field("ip", "daddr"), prefix(Ipv4Addr::new(127, 0, 0, 0), 8)),
+                eq(field("ip", "daddr"), loopback_net()),
                 Statement::Drop(None),
             ],
             None,
@@ -262,7 +267,7 @@ impl Rules<'_> {
                 "snat",
                 vec![
                     oif(&veth),
-                    eq(field("ip", "saddr"), prefix(Ipv4Addr::new(127, 0, 0, 0), 8)),
+                    eq(field("ip", "saddr"), loopback_net()),
                     Statement::Masquerade(None),
                 ],
                 None,

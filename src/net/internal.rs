@@ -49,16 +49,7 @@ pub fn port_name(address: Ipv4Addr) -> String {
 
 /// The internal network pool from the environment, or the default.
 pub fn pool() -> Result<Pool, PoolError> {
-    match std::env::var(POOL_VARIABLE) {
-        Ok(text) if !text.is_empty() => Pool::parse(&text),
-        _ => Pool::parse(DEFAULT_POOL),
-    }
-}
-
-fn overlaps(a: Ipv4Addr, a_len: u8, b: Ipv4Addr, b_len: u8) -> bool {
-    let len = a_len.min(b_len);
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    u32::from(a) & mask == u32::from(b) & mask
+    Pool::from_env(POOL_VARIABLE, DEFAULT_POOL)
 }
 
 /// The first `count` free /24s of `pool`, skipping `used` ones and any that overlaps an
@@ -69,30 +60,7 @@ pub fn choose(
     used: &[Ipv4Addr],
     host: &[(Ipv4Addr, u8)],
 ) -> Result<Vec<Ipv4Addr>, PoolError> {
-    let base = u32::from(pool.network());
-    let slots = if pool.prefix() >= InternalNet::PREFIX {
-        1
-    } else {
-        1u32 << (InternalNet::PREFIX - pool.prefix())
-    };
-    let chosen: Vec<Ipv4Addr> = (0..slots)
-        .map(|i| Ipv4Addr::from(base + (i << 8)))
-        .filter(|s| !used.contains(s))
-        .filter(|s| {
-            !host
-                .iter()
-                .any(|&(a, p)| overlaps(*s, InternalNet::PREFIX, a, p))
-        })
-        .take(count)
-        .collect();
-    if chosen.len() < count {
-        return Err(PoolError::Exhausted(format!(
-            "{}/{}",
-            pool.network(),
-            pool.prefix()
-        )));
-    }
-    Ok(chosen)
+    pool.free_blocks(InternalNet::PREFIX, count, used, host)
 }
 
 /// The `/etc/hosts` of `process`: localhost, and every member of each of its networks by

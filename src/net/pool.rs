@@ -14,10 +14,13 @@ pub const POOL_VARIABLE: &str = "HYDRA_SUBNET_POOL";
 
 #[derive(Debug, Error, PartialEq)]
 pub enum PoolError {
-    #[error("{POOL_VARIABLE}={0}: expected an IPv4 network like 10.231.0.0/16 with a prefix from 8 to 29")]
+    #[error("{0}: expected an IPv4 network like 10.231.0.0/16 with a prefix from 8 to 29")]
     Syntax(String),
-    #[error("the subnet pool {0} is exhausted (set {POOL_VARIABLE} to a larger one)")]
-    Exhausted(String),
+    #[error("the address pool {pool} is exhausted (set {variable} to a larger one)")]
+    Exhausted {
+        pool: String,
+        variable: &'static str,
+    },
 }
 
 /// An IPv4 network from which /30 subnets are handed out.
@@ -25,6 +28,8 @@ pub enum PoolError {
 pub struct Pool {
     network: u32,
     prefix: u8,
+    /// The environment variable that chose it (named when it runs out).
+    variable: &'static str,
 }
 
 impl Pool {
@@ -41,15 +46,22 @@ impl Pool {
         if network & !mask(prefix) != 0 {
             return Err(bad());
         }
-        Ok(Pool { network, prefix })
+        Ok(Pool {
+            network,
+            prefix,
+            variable: POOL_VARIABLE,
+        })
     }
 
-    /// The pool from the environment, or the default.
-    pub fn from_env() -> Result<Pool, PoolError> {
-        match std::env::var(POOL_VARIABLE) {
-            Ok(text) if !text.is_empty() => Pool::parse(&text),
-            _ => Pool::parse(DEFAULT_POOL),
-        }
+    /// The pool `variable` names, or `default` when it is unset.
+    pub fn from_env(variable: &'static str, default: &str) -> Result<Pool, PoolError> {
+        let pool = match std::env::var(variable) {
+            Ok(text) if !text.is_empty() => {
+                Pool::parse(&text).map_err(|_| PoolError::Syntax(format!("{variable}={text}")))?
+            }
+            _ => Pool::parse(default)?,
+        };
+        Ok(Pool { variable, ..pool })
     }
 
     pub fn network(&self) -> Ipv4Addr {
@@ -60,34 +72,53 @@ impl Pool {
         self.prefix
     }
 
-    fn slots(&self) -> u32 {
-        1 << (30 - self.prefix)
+    /// The first `count` free networks of length `prefix` in the pool, skipping those in
+    /// `used` and any that overlaps an address of the host (`host`, as address and prefix
+    /// length).
+    pub fn free_blocks(
+        &self,
+        prefix: u8,
+        count: usize,
+        used: &[Ipv4Addr],
+        host: &[(Ipv4Addr, u8)],
+    ) -> Result<Vec<Ipv4Addr>, PoolError> {
+        let slots = 1u32 << prefix.saturating_sub(self.prefix);
+        let size = 1u32 << (32 - prefix);
+        let chosen: Vec<Ipv4Addr> = (0..slots)
+            .map(|i| Ipv4Addr::from(self.network + i * size))
+            .filter(|b| !used.contains(b))
+            .filter(|b| !host.iter().any(|&(a, p)| overlaps(*b, prefix, a, p)))
+            .take(count)
+            .collect();
+        if chosen.len() < count {
+            return Err(PoolError::Exhausted {
+                pool: format!("{}/{}", self.network(), self.prefix),
+                variable: self.variable,
+            });
+        }
+        Ok(chosen)
     }
 
-    /// The first `count` free subnets, skipping those in `used` and any that overlaps an
-    /// address of the host (`host`, as address and prefix length).
+    /// The first `count` free /30 links.
     pub fn choose(
         &self,
         count: usize,
         used: &[Subnet],
         host: &[(Ipv4Addr, u8)],
     ) -> Result<Vec<Subnet>, PoolError> {
-        let free = (0..self.slots())
-            .map(|i| Subnet {
-                network: Ipv4Addr::from(self.network + (i << 2)),
-            })
-            .filter(|s| !used.contains(s))
-            .filter(|s| !host.iter().any(|&(a, p)| s.overlaps(a, p)));
-        let chosen: Vec<Subnet> = free.take(count).collect();
-        if chosen.len() < count {
-            return Err(PoolError::Exhausted(format!(
-                "{}/{}",
-                self.network(),
-                self.prefix
-            )));
-        }
-        Ok(chosen)
+        let used: Vec<Ipv4Addr> = used.iter().map(|s| s.network).collect();
+        Ok(self
+            .free_blocks(Subnet::PREFIX, count, &used, host)?
+            .into_iter()
+            .map(|network| Subnet { network })
+            .collect())
     }
+}
+
+/// Whether `a/a_len` and `b/b_len` share any address.
+fn overlaps(a: Ipv4Addr, a_len: u8, b: Ipv4Addr, b_len: u8) -> bool {
+    let m = mask(a_len.min(b_len));
+    u32::from(a) & m == u32::from(b) & m
 }
 
 fn mask(prefix: u8) -> u32 {
@@ -120,13 +151,6 @@ impl Subnet {
     /// The host-side interface name: unique per subnet, under the kernel's 15 characters.
     pub fn veth(&self) -> String {
         format!("hy{:08x}", u32::from(self.network) >> 2)
-    }
-
-    /// Whether this subnet and `addr/prefix` share any address.
-    fn overlaps(&self, addr: Ipv4Addr, prefix: u8) -> bool {
-        let shorter = prefix.min(Self::PREFIX);
-        let m = mask(shorter);
-        u32::from(self.network) & m == u32::from(addr) & m
     }
 }
 
@@ -183,7 +207,7 @@ mod tests {
         // A wider host network covering the whole pool leaves nothing.
         assert!(matches!(
             pool.choose(1, &[], &[(net("10.0.0.0"), 8)]),
-            Err(PoolError::Exhausted(_))
+            Err(PoolError::Exhausted { .. })
         ));
     }
 
@@ -193,7 +217,10 @@ mod tests {
         assert_eq!(pool.choose(2, &[], &[]).unwrap().len(), 2);
         assert_eq!(
             pool.choose(3, &[], &[]),
-            Err(PoolError::Exhausted("10.231.0.0/29".to_string()))
+            Err(PoolError::Exhausted {
+                pool: "10.231.0.0/29".to_string(),
+                variable: POOL_VARIABLE
+            })
         );
     }
 }

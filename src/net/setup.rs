@@ -142,7 +142,7 @@ impl Claiming {
 /// The veths themselves are made per process start (`veth::attach`).
 pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Claiming, NetError> {
     let lock = NetLock::take();
-    let pool = Pool::from_env()?;
+    let pool = Pool::from_env(super::pool::POOL_VARIABLE, super::pool::DEFAULT_POOL)?;
     let others = other_networks(dir);
     let used: Vec<_> = others
         .iter()

@@ -30,25 +30,13 @@ pub enum VethError {
     },
 }
 
-/// Per-interface settings of the host end: `route_localnet` so 127.0.0.1 clients can be
-/// masqueraded into it, `forwarding` so traffic between it and other links is routed at all
-/// (the firewall decides what may pass), and no IPv6 (the link is IPv4 only).
-const HOST_SETTINGS: [(&str, &str, &str); 3] = [
-    ("ipv6", "disable_ipv6", "1"),
-    ("ipv4", "route_localnet", "1"),
-    ("ipv4", "forwarding", "1"),
-];
-
+/// Per-interface settings of the host end: no IPv6 (the link is IPv4 only), `route_localnet`
+/// so 127.0.0.1 clients can be masqueraded into it, and `forwarding` so traffic between it and
+/// other links is routed at all (the firewall decides what may pass).
 fn set_interface(veth: &str) -> Result<(), VethError> {
-    for (family, key, value) in HOST_SETTINGS {
-        let path = format!("/proc/sys/net/{family}/conf/{veth}/{key}");
-        // A kernel without IPv6 has no such file: nothing to disable.
-        if family == "ipv6" && !std::path::Path::new(&path).exists() {
-            continue;
-        }
-        std::fs::write(&path, value).map_err(|source| VethError::Sysctl { path, source })?;
-    }
-    Ok(())
+    disable_ipv6(veth)?;
+    set_ipv4(veth, "route_localnet", "1")?;
+    set_ipv4(veth, "forwarding", "1")
 }
 
 /// Sets an IPv4 per-interface setting of a host interface of hydra's.
