@@ -143,14 +143,8 @@ pub struct Supervisor {
     /// The container is being brought down: nothing starts or restarts any more.
     shutting_down: bool,
     /// Rootless port mappings, served by hydra itself.
-    userspace: Option<UserspacePorts>,
+    userspace: Option<crate::net::userspace::Ports>,
     warnings: Vec<String>,
-}
-
-/// Rootless port mappings: the forwarder (stopped on drop) and the per-process socket helpers.
-struct UserspacePorts {
-    sources: crate::net::userspace::Sources,
-    _forwarder: crate::net::userspace::Forwarder,
 }
 
 fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> SupervisorError {
@@ -245,29 +239,16 @@ impl Supervisor {
     /// Claims the subnets and host ports and installs the firewall rules (released on drop);
     /// rootless, binds the host ports and starts hydra's own forwarder.
     fn claim_network(&mut self) -> Result<(), SupervisorError> {
-        use crate::net::userspace::{stats_file, Forwarder, Sources};
         let Some(request) = &self.plan.network else {
             return Ok(());
         };
         if process::rootless() {
-            let (net, listeners) = crate::net::setup::claim_userspace(
+            self.userspace = Some(crate::net::setup::claim_userspace(
                 self.state.path(),
                 &self.plan.container,
                 request,
-            )?;
-            let sources = Sources::new(self.slots.len());
-            let counters: Vec<_> = net.forwards.iter().map(|_| Default::default()).collect();
-            let forwarder = Forwarder::start(
-                &net.forwards,
-                listeners,
-                &sources,
-                &counters,
-                stats_file(self.state.path()),
-            );
-            self.userspace = Some(UserspacePorts {
-                sources,
-                _forwarder: forwarder,
-            });
+                self.slots.len(),
+            )?);
             return Ok(());
         }
         let net = crate::net::setup::claim(self.state.path(), &self.plan.container, request)?;
@@ -308,7 +289,7 @@ impl Supervisor {
 
     fn start(&mut self, i: usize) -> Result<(), SupervisorError> {
         let container_has_cgroup = self.container_cgroup.is_some();
-        let sources = self.userspace.as_ref().map(|u| u.sources.clone());
+        let ports = self.userspace.as_ref();
         let slot = &mut self.slots[i];
         let name = slot.planned.spec.name.clone();
         let wrap = |source| SupervisorError::Process {
@@ -347,13 +328,10 @@ impl Supervisor {
         };
         let prepared = process::prepare(&spec, &self.layer, false, extras).map_err(wrap)?;
         // Rootless mappings reach the new process through a socket helper in its namespaces.
-        let mut before_go = |child: &process::clone::Child| match &sources {
-            Some(sources) => {
-                let helper = crate::net::userspace::SocketSource::start(child.pidfd.as_fd())
-                    .map_err(crate::net::setup::NetError::from)?;
-                sources.set(i, Some(helper));
-                Ok(())
-            }
+        let mut before_go = |child: &process::clone::Child| match ports {
+            Some(ports) => ports
+                .attach(i, child.pidfd.as_fd())
+                .map_err(|e| crate::net::setup::NetError::from(e).into()),
             None => Ok(()),
         };
         let launched = process::spawn(&spec, &prepared.plan, slot.cgroup.as_ref(), &mut before_go)
@@ -571,8 +549,8 @@ impl Supervisor {
                 self.on_output(i, which);
             }
         }
-        if let Some(u) = &self.userspace {
-            u.sources.set(i, None);
+        if let Some(ports) = &self.userspace {
+            ports.detach(i);
         }
         let slot = &mut self.slots[i];
         let Some(mut live) = slot.live.take() else {

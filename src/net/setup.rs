@@ -233,12 +233,14 @@ fn make_bridge(netlink: &mut Netlink, name: &str) -> Result<(), NetError> {
 }
 
 /// Rootless: claims the host ports of `request.forwards` for hydra's own forwarder, binding
-/// them now (a busy or privileged port fails here, before the process exists).
+/// them now (a busy or privileged port fails here, before any process exists), and starts
+/// serving them into the `processes` process slots as they attach.
 pub fn claim_userspace(
     dir: &Path,
     container: &str,
     request: &Request,
-) -> Result<(Network, Vec<super::userspace::Listener>), NetError> {
+    processes: usize,
+) -> Result<super::userspace::Ports, NetError> {
     let _lock = NetLock::take();
     let others = other_networks(dir);
     check_ports(&request.forwards, &others)?;
@@ -252,7 +254,12 @@ pub fn claim_userspace(
         userspace: true,
     };
     write(dir, &net)?;
-    Ok((net, listeners))
+    Ok(super::userspace::Ports::start(
+        &net.forwards,
+        listeners,
+        processes,
+        dir,
+    ))
 }
 
 /// Claims and installs, waiting for the rules.

@@ -80,7 +80,7 @@ pub fn bind(forwards: &[Forward]) -> Result<Vec<Listener>, ForwardError> {
 }
 
 /// The helper in the process's namespaces that hands out sockets made there.
-pub struct SocketSource {
+struct SocketSource {
     channel: OwnedFd,
     helper: libc::pid_t,
 }
@@ -155,7 +155,7 @@ fn helper_main(pidfd: RawFd, channel: RawFd) -> ! {
 
 impl SocketSource {
     /// Forks the helper for the process `pidfd` refers to.
-    pub fn start(pidfd: BorrowedFd<'_>) -> Result<SocketSource, ForwardError> {
+    fn start(pidfd: BorrowedFd<'_>) -> Result<SocketSource, ForwardError> {
         let mut pair = [0; 2];
         // SAFETY: socketpair fills the two fds we then own.
         if unsafe {
@@ -280,7 +280,7 @@ impl Drop for SocketSource {
 
 /// The counters of one mapping, shared with its threads.
 #[derive(Debug, Default)]
-pub struct Counters {
+struct Counters {
     pub connections: AtomicU64,
     pub active: AtomicU64,
     pub in_packets: AtomicU64,
@@ -320,7 +320,7 @@ impl Counters {
 
 /// Running forwarders of one process; stops (and joins its threads) on drop. Connections
 /// already open end with the process (their peer sockets live in its namespace).
-pub struct Forwarder {
+struct Forwarder {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -328,19 +328,19 @@ pub struct Forwarder {
 /// The socket helpers of a container's processes, by process index (a process not running has
 /// none); a mapping spreads new connections over the targets that have one.
 #[derive(Clone, Default)]
-pub struct Sources {
+struct Sources {
     helpers: Arc<Mutex<Vec<Option<SocketSource>>>>,
 }
 
 impl Sources {
-    pub fn new(processes: usize) -> Sources {
+    fn new(processes: usize) -> Sources {
         Sources {
             helpers: Arc::new(Mutex::new((0..processes).map(|_| None).collect())),
         }
     }
 
     /// Process `index` started (`Some`) or ended (`None`; its helper exits).
-    pub fn set(&self, index: usize, helper: Option<SocketSource>) {
+    fn set(&self, index: usize, helper: Option<SocketSource>) {
         if let Ok(mut helpers) = self.helpers.lock() {
             if let Some(slot) = helpers.get_mut(index) {
                 *slot = helper;
@@ -498,7 +498,7 @@ impl Forwarder {
     /// Starts serving `listeners` (one per forward, same order) into the namespaces of the
     /// forwards' target processes, through `sources`; each mapping's counters are `counters[i]`,
     /// also published to `stats` (see `publish`) twice a second.
-    pub fn start(
+    fn start(
         forwards: &[Forward],
         listeners: Vec<Listener>,
         sources: &Sources,
@@ -540,6 +540,44 @@ impl Drop for Forwarder {
     }
 }
 
+/// A container's rootless port mappings: hydra's forwarder serving them, and the socket helper
+/// of each running process (`attach` at its start, `detach` at its end). Stops on drop.
+pub struct Ports {
+    sources: Sources,
+    _forwarder: Forwarder,
+}
+
+impl Ports {
+    /// Serves `forwards` from `listeners` (same order) into `processes` process slots,
+    /// publishing the counters in the state directory `state`.
+    pub fn start(
+        forwards: &[Forward],
+        listeners: Vec<Listener>,
+        processes: usize,
+        state: &std::path::Path,
+    ) -> Ports {
+        let sources = Sources::new(processes);
+        let counters: Vec<Arc<Counters>> = forwards.iter().map(|_| Default::default()).collect();
+        let forwarder =
+            Forwarder::start(forwards, listeners, &sources, &counters, stats_file(state));
+        Ports {
+            sources,
+            _forwarder: forwarder,
+        }
+    }
+
+    /// Process `index` was cloned (`pidfd`): its helper joins its namespaces before it may go.
+    pub fn attach(&self, index: usize, pidfd: BorrowedFd<'_>) -> Result<(), ForwardError> {
+        self.sources.set(index, Some(SocketSource::start(pidfd)?));
+        Ok(())
+    }
+
+    /// Process `index` ended: new connections no longer go to it.
+    pub fn detach(&self, index: usize) {
+        self.sources.set(index, None);
+    }
+}
+
 /// Where a rootless container's counters are published for `hydra ports`.
 pub fn stats_file(state: &std::path::Path) -> PathBuf {
     state.join("ports-stats.json")
@@ -547,7 +585,7 @@ pub fn stats_file(state: &std::path::Path) -> PathBuf {
 
 /// Writes the counters (as `[connections, active, in_packets, in_bytes, out_packets,
 /// out_bytes]` per mapping) for `hydra ports`, atomically.
-pub fn publish(path: &std::path::Path, counters: &[Arc<Counters>]) {
+fn publish(path: &std::path::Path, counters: &[Arc<Counters>]) {
     let rows: Vec<[u64; 6]> = counters
         .iter()
         .map(|c| {

@@ -309,6 +309,10 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     // The cgroup is recorded before it exists (write-ahead), so gc finds it after a crash.
     let cgroup_rel = cgroups::relative_path(&spec.container, &spec.name);
     let state = StateDir::create(&spec.container, &[("cgroup", &cgroup_rel)])?;
+    // Blocked before anything starts a thread (the rootless forwarder) or a clone: threads and
+    // the child inherit the mask (the child resets it before exec), and every signal reaches
+    // hydra's signalfd rather than killing it from another thread.
+    let signals = supervise::signal_fd().map_err(sys("blocking signals"))?;
     let network = claim_network(spec, &state)?;
     let mut warnings = Vec::new();
     let mut cgroup = make_cgroup(spec, &mut warnings)?;
@@ -341,7 +345,14 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
         Some(n) => n.ready(Some(child)),
         None => Ok(()),
     };
-    let result = launch_and_wait(spec, &plan, cgroup.as_ref(), terminal, &mut before_go);
+    let result = launch_and_wait(
+        spec,
+        &plan,
+        cgroup.as_ref(),
+        terminal,
+        &signals,
+        &mut before_go,
+    );
     let events = cgroup.as_ref().map(Cgroup::events).unwrap_or_default();
     if let Some(cg) = cgroup.as_mut() {
         cg.destroy()?;
@@ -354,44 +365,24 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
 
 /// A lone process's network: claimed before the clone, its rules installed while the process
 /// is being set up (waited for before it may go), released on drop if `release` was not reached.
-/// Rootless, hydra's own forwarder serves the mappings instead (started before go, stopped
-/// before the release).
+/// Rootless, hydra's own forwarder serves the mappings instead (reaching the process from
+/// before go, stopped before the release).
 struct LoneNetwork<'s> {
     state: &'s StateDir,
     link: Option<crate::net::pool::Subnet>,
     claiming: Option<crate::net::setup::Claiming>,
-    userspace: Option<Userspace>,
+    userspace: Option<crate::net::userspace::Ports>,
     released: bool,
-}
-
-/// The rootless forwarder of a lone process: listeners bound at claim time, threads from go.
-struct Userspace {
-    net: crate::net::firewall::Network,
-    listeners: Vec<crate::net::userspace::Listener>,
-    counters: Vec<std::sync::Arc<crate::net::userspace::Counters>>,
-    sources: crate::net::userspace::Sources,
-    forwarder: Option<crate::net::userspace::Forwarder>,
 }
 
 impl LoneNetwork<'_> {
     /// Waits for the firewall rules, or starts the rootless forwarder into `child`'s
     /// namespaces (the process must not run before its mappings work).
     fn ready(&mut self, child: Option<&clone::Child>) -> Result<(), ProcessError> {
-        use crate::net::userspace::{stats_file, Forwarder, SocketSource};
-        if let (Some(u), Some(child)) = (self.userspace.as_mut(), child) {
-            if u.forwarder.is_none() {
-                let source = SocketSource::start(child.pidfd.as_fd())
-                    .map_err(crate::net::setup::NetError::from)?;
-                u.sources.set(0, Some(source));
-                let listeners = std::mem::take(&mut u.listeners);
-                u.forwarder = Some(Forwarder::start(
-                    &u.net.forwards,
-                    listeners,
-                    &u.sources,
-                    &u.counters,
-                    stats_file(self.state.path()),
-                ));
-            }
+        if let (Some(ports), Some(child)) = (&self.userspace, child) {
+            ports
+                .attach(0, child.pidfd.as_fd())
+                .map_err(crate::net::setup::NetError::from)?;
         }
         match self.claiming.take() {
             Some(claiming) => claiming.finish().map(drop).map_err(ProcessError::from),
@@ -444,18 +435,12 @@ fn claim_network<'s>(
             .collect(),
     };
     if rootless() {
-        return match setup::claim_userspace(state.path(), &spec.container, &request) {
-            Ok((net, listeners)) => Ok(Some(LoneNetwork {
+        return match setup::claim_userspace(state.path(), &spec.container, &request, 1) {
+            Ok(ports) => Ok(Some(LoneNetwork {
                 state,
                 link: None,
                 claiming: None,
-                userspace: Some(Userspace {
-                    counters: net.forwards.iter().map(|_| Default::default()).collect(),
-                    net,
-                    listeners,
-                    sources: crate::net::userspace::Sources::new(1),
-                    forwarder: None,
-                }),
+                userspace: Some(ports),
                 released: false,
             })),
             Err(e) => {
@@ -527,16 +512,15 @@ fn launch_and_wait(
     plan: &LaunchPlan,
     cgroup: Option<&Cgroup>,
     terminal: bool,
+    signals: &nix::sys::signalfd::SignalFd,
     before_go: BeforeGo<'_>,
 ) -> Result<supervise::Ended, ProcessError> {
-    // Blocked before clone: the child inherits the mask and resets it before exec.
-    let signals = supervise::signal_fd().map_err(sys("blocking signals"))?;
     let mut pty = if terminal {
         Some(pty::Pty::open().map_err(sys("opening a pseudo-terminal"))?)
     } else {
         None
     };
     let launched = spawn(spec, plan, cgroup, before_go)?;
-    supervise::supervise(&launched.child, &launched.channel, &signals, pty.as_mut())
+    supervise::supervise(&launched.child, &launched.channel, signals, pty.as_mut())
         .map_err(sys("waiting for the process"))
 }
