@@ -355,6 +355,12 @@ fn a_mapping_to_a_process_with_count_two_spreads_connections_over_both() {
     let stats = ports(&app.name);
     assert_eq!(stats[0]["targets"].as_array().unwrap().len(), 2);
     assert!(stats[0]["connections"].as_u64().unwrap() >= 4, "{stats:?}");
+    // `hydra stats` shows each instance's own network bytes (its eth0, counted inside its
+    // namespace): both answered, so both received and sent.
+    for row in app.stats().iter().filter(|r| r["process"].is_string()) {
+        assert!(row["net_rx_bytes"].as_u64().unwrap_or(0) > 0, "{row}");
+        assert!(row["net_tx_bytes"].as_u64().unwrap_or(0) > 0, "{row}");
+    }
     app.down().assert_ok();
     assert!(nft_chains_of(&app.name).is_empty());
 }
@@ -547,4 +553,49 @@ fn networks_with_the_host_network_are_refused() {
         "{out}"
     );
     assert!(!Path::new("/run/hydra").join(&app.name).exists());
+}
+
+#[test]
+fn egress_allow_never_reaches_another_processs_link() {
+    let app = App::new(
+        "net-egress-links",
+        "isolation: {mode: partial}\nprocesses:\n  - {name: target, command: nc -ll -p 8080 -e hostname}\n  - {name: open, command: sleep 1000, egress: allow}\n",
+    );
+    app.up_detached();
+    app.wait_for("both running", |ps| {
+        ps.iter().filter(|p| p["state"] == "running").count() == 2
+    });
+    let exec = |process: &str, script: &str| {
+        Hydra::bare()
+            .args([
+                "exec",
+                &format!("{}/{process}", app.name),
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+    };
+    let addr = exec(
+        "target",
+        "ip -4 -o addr show eth0 | sed 's/.* inet \\([0-9.]*\\).*/\\1/'",
+    );
+    addr.assert_ok();
+    let target = addr.stdout.trim().to_string();
+    // The address answers from inside its own namespace: what follows is the firewall.
+    let own = exec("target", &format!("hydra-probe connect {target} 8080"));
+    own.assert_stdout_contains("connect: ok");
+    // `open` may reach the host (its gateway), never another process's link.
+    let host = exec(
+        "open",
+        "set -- $(ip route | grep default); hydra-probe connect $3 1; true",
+    );
+    assert!(
+        host.stdout.contains("ECONNREFUSED"),
+        "the host answers (refused): {host}"
+    );
+    let other = exec("open", &format!("hydra-probe connect {target} 8080; true"));
+    assert!(other.stdout.contains("connect: ETIMEDOUT"), "{other}");
+    app.down().assert_ok();
 }
