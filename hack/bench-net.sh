@@ -42,12 +42,7 @@ cleanup() {
 trap cleanup EXIT
 hack/check-clean.sh snapshot "$cache/host.snap"
 
-locked=() && [[ -f Cargo.lock ]] && locked=(--locked)
-if ! cargo build --release "${locked[@]}" >"$cache/cargo-release.log" 2>&1; then
-  tail -n 20 "$cache/cargo-release.log" >&2
-  echo "bench-net: the release build failed (hack/.cache/bench-net/cargo-release.log)" >&2
-  exit 1
-fi
+hack/build-release.sh
 
 # --- a rootfs with iperf3 ----------------------------------------------------------------------
 rootfs=$cache/rootfs

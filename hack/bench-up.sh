@@ -35,12 +35,7 @@ cleanup() {
 trap cleanup EXIT
 hack/check-clean.sh snapshot "$cache/bench-up-host.snap"
 
-locked=() && [[ -f Cargo.lock ]] && locked=(--locked)
-if ! cargo build --release "${locked[@]}" >"$cache/cargo-release.log" 2>&1; then
-  tail -n 20 "$cache/cargo-release.log" >&2
-  echo "bench-up: the release build failed (hack/.cache/cargo-release.log)" >&2
-  exit 1
-fi
+hack/build-release.sh
 
 # --- the containers ----------------------------------------------------------------------------
 # The example runs as DESIGN.md writes it (partial isolation, host port 80 mapped to the web
