@@ -116,6 +116,74 @@ fn a_mapped_port_answers_at_loopback_and_the_link_and_nothing_else_does() {
     assert!(nft_chains_of(&name).is_empty());
 }
 
+/// `hydra ports --json` once the forwarder has published `connections` for mapping `row`.
+fn ports_once_counted(name: &str, row: usize, connections: u64) -> Vec<serde_json::Value> {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = ports(name);
+        if v[row]["connections"].as_u64() == Some(connections) || Instant::now() > end {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ipv6_clients_reach_the_mapping_through_hydras_own_listener() {
+    require_root();
+    let mut run = Hydra::run("net-v6")
+        .args([
+            "-p",
+            "18111:8080",
+            "-p",
+            "[::1]:18112:8080",
+            "-p",
+            "18113:5353/udp",
+        ])
+        .sh(SERVERS)
+        .spawn();
+    run.wait_for_stdout("servers up");
+    let name = run.name().to_string();
+    let v6 = |port: u16| SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    // No host address: IPv4 through the firewall, IPv6 through hydra's listener on [::].
+    let mut both = connect_retrying(v6(18111));
+    assert_eq!(echo(&mut both, b"ipv6 all\n"), b"ipv6 all\n");
+    let mut four = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18111)));
+    assert_eq!(echo(&mut four, b"ipv4\n"), b"ipv4\n");
+    // [::1] only: IPv6 loopback answers, IPv4 does not.
+    let mut one = connect_retrying(v6(18112));
+    assert_eq!(echo(&mut one, b"only ::1\n"), b"only ::1\n");
+    assert!(unreachable(SocketAddr::from(([127, 0, 0, 1], 18112))));
+    // Unmapped ports stay closed over IPv6 too.
+    assert!(unreachable(v6(9090)));
+    assert!(unreachable(v6(8080)));
+    let udp = UdpSocket::bind("[::1]:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut answer = [0u8; 64];
+    let mut got = None;
+    for _ in 0..5 {
+        udp.send_to(b"v6 datagram", v6(18113)).unwrap();
+        if let Ok((n, _)) = udp.recv_from(&mut answer) {
+            got = Some(answer[..n].to_vec());
+            break;
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&b"v6 datagram"[..]));
+    drop((both, four, one));
+    // Both families add up in one row per mapping.
+    let v = ports_once_counted(&name, 0, 2);
+    assert_eq!(v[0]["connections"], 2, "{v:?}");
+    assert_eq!(v[1]["connections"], 1, "{v:?}");
+    assert_eq!(v[1]["host_ip"], "::1", "{v:?}");
+    assert_eq!(v[1]["received"]["bytes"], 9, "{v:?}");
+    assert_eq!(v[1]["sent"]["bytes"], 9, "{v:?}");
+    run.signal(libc::SIGTERM);
+    run.wait();
+    // hydra's listeners went with it.
+    std::net::TcpListener::bind(v6(18111)).expect("[::]:18111 still held after the run");
+    std::net::TcpListener::bind(v6(18112)).expect("[::1]:18112 still held after the run");
+}
+
 #[test]
 fn ports_counts_connections_and_bytes_of_the_mapping() {
     require_root();
@@ -260,6 +328,20 @@ fn a_host_port_in_use_or_mapped_by_another_container_is_refused() {
         "{out}"
     );
     drop(busy);
+    // A host program on the IPv6 side of the port is in the way too.
+    let busy6 = TcpListener::bind("[::1]:0").unwrap();
+    let port = busy6.local_addr().unwrap().port();
+    let out = Hydra::run("net-busy6")
+        .args(["-p", &format!("{port}:8080")])
+        .cmd(["true"])
+        .output();
+    out.assert_code(125);
+    assert!(
+        out.one_stderr_line()
+            .contains(&format!("host port [::]:{port}/tcp is already in use")),
+        "{out}"
+    );
+    drop(busy6);
     let mut first = Hydra::run("net-clash-a")
         .args(["-p", "18131:8080"])
         .sh(SERVERS)
@@ -288,7 +370,7 @@ fn bad_network_flags_get_one_clear_line() {
             "-p needs --net partial",
         ),
         (&["-p", "80"], "expected [IP:]HOST:CONTAINER[/udp]"),
-        (&["-p", "[::1]:80:80"], "only IPv4 host addresses"),
+        (&["-p", "::1:80:80"], "expected [IP:]HOST:CONTAINER[/udp]"),
         (&["--egress"], "--egress needs --net partial"),
     ];
     for (flags, wanted) in cases {

@@ -570,10 +570,13 @@ fn isolation(
     Ok(IsolationDef { mode, ports })
 }
 
-/// Two host addresses that a listener could both need: equal, or one of them all addresses.
+/// Two host addresses that a listener could both need: equal, or one of them all addresses
+/// (of its family: `0.0.0.0` is every IPv4 address, `::` every IPv6 one).
 fn host_ips_overlap(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) => a == b || a.is_unspecified() || b.is_unspecified(),
+        (Some(a), Some(b)) => {
+            a == b || (a.is_ipv4() == b.is_ipv4() && (a.is_unspecified() || b.is_unspecified()))
+        }
         _ => true,
     }
 }

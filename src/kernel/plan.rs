@@ -16,8 +16,6 @@ pub enum PlanError {
     Image { file: PathBuf },
     #[error("{file}: {process}: egress: allow needs root (rootless, a partial process has no link of its own, only its port mappings)")]
     EgressRootless { file: PathBuf, process: String },
-    #[error("{file}: ports: host_ip {ip}: only IPv4 host addresses can be mapped (processes have IPv4 links)")]
-    Ipv6Port { file: PathBuf, ip: std::net::IpAddr },
     #[error("{file}: networks need isolation mode partial or complete (with none every process already shares the host's network)")]
     NetworksOnHost { file: PathBuf },
     #[error(
@@ -63,20 +61,9 @@ pub struct Plan {
 fn network(app: &AppSpec, processes: &[PlannedProcess]) -> Result<Request, PlanError> {
     let mut forwards = Vec::new();
     for port in &app.isolation.ports {
-        let host_ip = match port.host_ip {
-            None => None,
-            Some(std::net::IpAddr::V4(ip)) if ip.is_unspecified() => None,
-            Some(std::net::IpAddr::V4(ip)) => Some(ip),
-            Some(ip) => {
-                return Err(PlanError::Ipv6Port {
-                    file: app.file.clone(),
-                    ip,
-                })
-            }
-        };
         forwards.push(Forward {
             protocol: port.protocol,
-            host_ip,
+            host_ip: port.host_ip,
             host_port: port.external,
             port: port.internal,
             process: port.process.clone(),

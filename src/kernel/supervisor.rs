@@ -142,7 +142,7 @@ pub struct Supervisor {
     width: usize,
     /// The container is being brought down: nothing starts or restarts any more.
     shutting_down: bool,
-    /// Rootless port mappings, served by hydra itself.
+    /// Port mappings served by hydra itself: all rootless, the IPv6 side as root.
     userspace: Option<crate::net::userspace::Ports>,
     warnings: Vec<String>,
 }
@@ -251,7 +251,10 @@ impl Supervisor {
             )?);
             return Ok(());
         }
-        let net = crate::net::setup::claim(self.state.path(), &self.plan.container, request)?;
+        let (net, ports) =
+            crate::net::setup::claim(self.state.path(), &self.plan.container, request)?;
+        // The IPv6 side of the mappings, served by hydra itself.
+        self.userspace = ports;
         let hosts_dir = self.state.path().join("hosts");
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let name = &slot.planned.spec.name;

@@ -19,7 +19,7 @@
 //!   clients into `V`, and egress traffic.
 
 use std::borrow::Cow;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use nftables::expr::{Expression, Map, MetaKey, NamedExpression, NgMode, Numgen, SetItem};
 use nftables::schema::{NfListObject, Rule};
@@ -61,8 +61,10 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Forward {
     pub protocol: Protocol,
-    /// Only this host address; every local address when `None`.
-    pub host_ip: Option<Ipv4Addr>,
+    /// Only this host address (`0.0.0.0`: every IPv4 one, `::`: every IPv6 one); every local
+    /// address of both families when `None`. The firewall serves IPv4; IPv6 is served by
+    /// hydra's own forwarder (`userspace`), as the process's link is IPv4 only.
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub port: u16,
     /// The YAML process (`web`), for display.
@@ -70,6 +72,13 @@ pub struct Forward {
     /// The instances of `process`, as process indices in plan order (which are the endpoints'
     /// indices as root; rootless, the userspace forwarder's helper slots).
     pub targets: Vec<usize>,
+}
+
+impl Forward {
+    /// Whether the firewall serves it (at least in part): every mapping but an IPv6-only one.
+    pub fn in_kernel(&self) -> bool {
+        !matches!(self.host_ip, Some(IpAddr::V6(_)))
+    }
 }
 
 /// Everything the firewall needs to know about one container's network.
@@ -146,7 +155,7 @@ impl Rules<'_> {
             .forwards
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.targets.contains(&e))
+            .filter(|(_, f)| f.in_kernel() && f.targets.contains(&e))
             .map(|(i, f)| (i, f.clone()))
             .collect()
     }
@@ -299,9 +308,14 @@ impl Rules<'_> {
                 )),
             }))),
         };
-        let mut expr = Vec::new();
-        if let Some(ip) = f.host_ip {
-            expr.push(eq(field("ip", "daddr"), text(ip.to_string())));
+        // An IPv6 host address is the userspace forwarder's; IPv6 packets to the host port pass
+        // on to its listener.
+        let mut expr = vec![eq(meta(MetaKey::Nfproto), text("ipv4"))];
+        match f.host_ip {
+            Some(IpAddr::V4(ip)) if !ip.is_unspecified() => {
+                expr.push(eq(field("ip", "daddr"), text(ip.to_string())));
+            }
+            _ => {}
         }
         expr.push(port(f.protocol, "dport", f.host_port));
         expr.push(counter());
@@ -326,7 +340,12 @@ pub fn container_rules(net: &Network) -> Vec<NfListObject<'static>> {
         rules.leaving_process(e);
         rules.entering_process(e);
     }
-    for (i, f) in net.forwards.iter().enumerate() {
+    for (i, f) in net
+        .forwards
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.in_kernel())
+    {
         rules.dnat(i, f);
     }
     rules.out

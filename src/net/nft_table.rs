@@ -170,7 +170,11 @@ fn elements(net: &Network) -> Vec<(&'static str, Value, &'static str)> {
         let veth = json!(e.subnet.veth());
         out.push(("pre_if", veth.clone(), "pre"));
         out.push(("post_if", veth.clone(), "post"));
-        if net.forwards.iter().any(|f| f.targets.contains(&i)) {
+        if net
+            .forwards
+            .iter()
+            .any(|f| f.in_kernel() && f.targets.contains(&i))
+        {
             out.push(("snat_out", veth.clone(), "snat"));
         }
         if e.egress {
@@ -180,6 +184,7 @@ fn elements(net: &Network) -> Vec<(&'static str, Value, &'static str)> {
     let mut ports: Vec<(Protocol, u16)> = net
         .forwards
         .iter()
+        .filter(|f| f.in_kernel())
         .map(|f| (f.protocol, f.host_port))
         .collect();
     ports.sort_by_key(|&(p, n)| (p.name(), n));
@@ -292,7 +297,7 @@ mod tests {
     use super::*;
     use crate::net::firewall::{Endpoint, Forward};
     use crate::net::pool::Subnet;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn sample() -> Network {
         let subnet = |n: u8| Subnet {
@@ -329,7 +334,7 @@ mod tests {
                 },
                 Forward {
                     protocol: Protocol::Udp,
-                    host_ip: Some(Ipv4Addr::LOCALHOST),
+                    host_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                     host_port: 15353,
                     port: 53,
                     process: "api".into(),
@@ -407,6 +412,26 @@ mod tests {
             rules[1]
         );
         assert!(rules[1].contains(r#""field":"dport","protocol":"udp""#));
+    }
+
+    #[test]
+    fn an_ipv6_only_mapping_is_left_to_the_forwarder_and_dnat_is_ipv4_only() {
+        let mut net = sample();
+        net.forwards.push(Forward {
+            protocol: Protocol::Tcp,
+            host_ip: Some("::1".parse().unwrap()),
+            host_port: 18443,
+            port: 8443,
+            process: "api".into(),
+            targets: vec![2],
+        });
+        let v = install_batch(&net, true);
+        let rules = rules_of(&v, "my-app-dnat");
+        assert_eq!(rules.len(), 2, "no DNAT for [::1]: {rules:?}");
+        assert!(rules
+            .iter()
+            .all(|r| r.contains(r#""key":"nfproto""#) && r.contains(r#""right":"ipv4""#)));
+        assert!(!v.to_string().contains("18443") && !v.to_string().contains("8443"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `hydra ports`: each mapping of a container with its counters. New connections come from the
 //! DNAT rules (a nat chain sees only a flow's first packet), packets and bytes from the filter
 //! rules on the process's link (every packet, both directions), live connections from conntrack.
+//! What hydra's own forwarder carried (all of it rootless, the IPv6 side as root) is added from
+//! the counters it publishes.
 
 use std::net::Ipv4Addr;
 
@@ -28,7 +30,7 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PortStat {
     pub protocol: Protocol,
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<std::net::IpAddr>,
     pub host_port: u16,
     pub process: String,
     pub port: u16,
@@ -44,14 +46,20 @@ pub struct PortStat {
     pub sent: Traffic,
 }
 
+impl Traffic {
+    fn plus(self, packets: u64, bytes: u64) -> Traffic {
+        Traffic {
+            packets: self.packets + packets,
+            bytes: self.bytes + bytes,
+        }
+    }
+}
+
 fn sum(counts: &[Count], comment: &str) -> Traffic {
     counts
         .iter()
         .filter(|c| c.comment == comment)
-        .fold(Traffic::default(), |t, c| Traffic {
-            packets: t.packets + c.packets,
-            bytes: t.bytes + c.bytes,
-        })
+        .fold(Traffic::default(), |t, c| t.plus(c.packets, c.bytes))
 }
 
 /// The counters hydra's own (rootless) forwarder published in the state directory `dir`:
@@ -65,14 +73,11 @@ fn published(dir: &std::path::Path) -> Vec<[u64; 6]> {
 
 /// Reads the counters of every mapping of `net` (state directory `dir`).
 pub fn read(net: &Network, dir: &std::path::Path) -> Result<Vec<PortStat>, FirewallError> {
-    let (counts, flows, userspace) = if net.userspace {
-        (Vec::new(), Vec::new(), published(dir))
+    let userspace = published(dir);
+    let (counts, flows) = if net.userspace {
+        (Vec::new(), Vec::new())
     } else {
-        (
-            nft::counters(&net.container)?,
-            conntrack::flows(),
-            Vec::new(),
-        )
+        (nft::counters(&net.container)?, conntrack::flows())
     };
     Ok(net
         .forwards
@@ -90,8 +95,8 @@ pub fn read(net: &Network, dir: &std::path::Path) -> Result<Vec<PortStat>, Firew
                 .collect();
             let guests: Vec<Ipv4Addr> = targets.iter().map(|t| t.address).collect();
             let connections = sum(&counts, &counter_comment(i, "new")).packets;
+            let [conns, active, ip, ib, op, ob] = userspace.get(i).copied().unwrap_or_default();
             if net.userspace {
-                let [conns, active, ip, ib, op, ob] = userspace.get(i).copied().unwrap_or_default();
                 return PortStat {
                     protocol: f.protocol,
                     host_ip: f.host_ip,
@@ -121,13 +126,16 @@ pub fn read(net: &Network, dir: &std::path::Path) -> Result<Vec<PortStat>, Firew
                 host_port: f.host_port,
                 process: f.process.clone(),
                 port: f.port,
-                connections,
-                active: flows
-                    .iter()
-                    .filter(|fl| conntrack::is_active(fl, f.protocol, f.host_port, &guests, f.port))
-                    .count() as u64,
-                received: sum(&counts, &counter_comment(i, "in")),
-                sent: sum(&counts, &counter_comment(i, "out")),
+                connections: connections + conns,
+                active: active
+                    + flows
+                        .iter()
+                        .filter(|fl| {
+                            conntrack::is_active(fl, f.protocol, f.host_port, &guests, f.port)
+                        })
+                        .count() as u64,
+                received: sum(&counts, &counter_comment(i, "in")).plus(ip, ib),
+                sent: sum(&counts, &counter_comment(i, "out")).plus(op, ob),
                 targets,
             }
         })

@@ -3,7 +3,7 @@
 //! Everything claimed is written to `<state>/network.json` before the kernel objects exist
 //! (write-ahead), under the network lock, so two hydras never hand out the same subnet or port.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -13,6 +13,7 @@ use super::internal::{self, InternalNet, Member};
 use super::lock::NetLock;
 use super::netlink::{Netlink, NetlinkError};
 use super::pool::{Pool, PoolError};
+use super::userspace::Ports;
 use super::veth::{self, VethError};
 use super::{nft, ports};
 use crate::config::Protocol;
@@ -56,11 +57,14 @@ pub struct Request {
     pub networks: Vec<(String, Vec<(String, String)>)>,
 }
 
-/// `[ip:]port/proto`, as errors and `hydra ports` show a host port.
-pub fn host_port_text(protocol: Protocol, ip: Option<Ipv4Addr>, port: u16) -> String {
+/// `[ip:]port/proto` (an IPv6 address in brackets), as errors and `hydra ports` show a host
+/// port.
+pub fn host_port_text(protocol: Protocol, ip: Option<IpAddr>, port: u16) -> String {
+    let name = protocol.name();
     match ip {
-        Some(ip) => format!("{ip}:{port}/{}", protocol.name()),
-        None => format!("{port}/{}", protocol.name()),
+        Some(IpAddr::V4(ip)) => format!("{ip}:{port}/{name}"),
+        Some(IpAddr::V6(ip)) => format!("[{ip}]:{port}/{name}"),
+        None => format!("{port}/{name}"),
     }
 }
 
@@ -83,10 +87,11 @@ fn other_networks(own: &Path) -> Vec<Network> {
         .collect()
 }
 
-/// Two containers cannot share a host port and protocol, whatever host address each names:
-/// hydra's port lookup is keyed by protocol and port.
+/// Two containers cannot share a host port and protocol in the firewall, whatever IPv4 host
+/// address each names: hydra's port lookup is keyed by protocol and port. (hydra's own
+/// listeners, the IPv6 side, clash where the kernel refuses the second bind.)
 fn clashes(a: &Forward, b: &Forward) -> bool {
-    a.protocol == b.protocol && a.host_port == b.host_port
+    a.protocol == b.protocol && a.host_port == b.host_port && a.in_kernel() && b.in_kernel()
 }
 
 fn check_ports(forwards: &[Forward], others: &[Network]) -> Result<(), NetError> {
@@ -119,6 +124,7 @@ fn write(dir: &Path, net: &Network) -> Result<(), NetError> {
 pub struct Claiming {
     net: Network,
     install: Option<nft::Running>,
+    ports: Option<Ports>,
     _lock: NetLock,
 }
 
@@ -126,6 +132,12 @@ impl Claiming {
     /// The claimed network (subnets are known at once; the rules may not be in place yet).
     pub fn network(&self) -> &Network {
         &self.net
+    }
+
+    /// hydra's own forwarder for the IPv6 side of the mappings, if the host has IPv6 and there
+    /// are mappings; its processes must be attached as they start.
+    pub fn take_ports(&mut self) -> Option<Ports> {
+        self.ports.take()
     }
 
     /// Waits for the rules, then forgets stale UDP flows of the mapped ports.
@@ -152,6 +164,7 @@ pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Cla
     let host = netlink.ipv4_addresses()?;
     let subnets = pool.choose(request.endpoints.len(), &used, &host)?;
     check_ports(&request.forwards, &others)?;
+    let listeners = super::userspace::bind(&request.forwards, true)?;
     let internal = internal_networks(&request.networks, &others, &host)?;
     let net = Network {
         container: container.to_string(),
@@ -178,9 +191,12 @@ pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Cla
         true => Some(nft::start_install(&net, &lock)?),
         false => None,
     };
+    let ports = (!listeners.is_empty())
+        .then(|| Ports::start(&net.forwards, listeners, net.endpoints.len(), dir));
     Ok(Claiming {
         net,
         install,
+        ports,
         _lock: lock,
     })
 }
@@ -240,11 +256,11 @@ pub fn claim_userspace(
     container: &str,
     request: &Request,
     processes: usize,
-) -> Result<super::userspace::Ports, NetError> {
+) -> Result<Ports, NetError> {
     let _lock = NetLock::take();
     let others = other_networks(dir);
     check_ports(&request.forwards, &others)?;
-    let listeners = super::userspace::bind(&request.forwards)?;
+    let listeners = super::userspace::bind(&request.forwards, false)?;
     let net = Network {
         container: container.to_string(),
         pool: String::new(),
@@ -254,17 +270,18 @@ pub fn claim_userspace(
         userspace: true,
     };
     write(dir, &net)?;
-    Ok(super::userspace::Ports::start(
-        &net.forwards,
-        listeners,
-        processes,
-        dir,
-    ))
+    Ok(Ports::start(&net.forwards, listeners, processes, dir))
 }
 
-/// Claims and installs, waiting for the rules.
-pub fn claim(dir: &Path, container: &str, request: &Request) -> Result<Network, NetError> {
-    start_claim(dir, container, request)?.finish()
+/// Claims and installs, waiting for the rules; with hydra's forwarder for the IPv6 side.
+pub fn claim(
+    dir: &Path,
+    container: &str,
+    request: &Request,
+) -> Result<(Network, Option<Ports>), NetError> {
+    let mut claiming = start_claim(dir, container, request)?;
+    let ports = claiming.take_ports();
+    Ok((claiming.finish()?, ports))
 }
 
 /// Forgets the tracked UDP flows of the container's UDP host ports, so none keeps a translation

@@ -3,6 +3,10 @@
 //! fresh sockets of that namespace over SCM_RIGHTS, hydra connects them to 127.0.0.1:PORT there
 //! (a socket stays in the namespace it was made in) and copies bytes both ways. No tun device,
 //! no veth, no privilege; the process's namespace keeps only `lo`.
+//!
+//! As root it serves the IPv6 side of the mappings: the process's link is IPv4 only, `::1`
+//! cannot be DNATed off the host (IPv6 has no `route_localnet`), and forwarding IPv6 from
+//! outside would need the global `net.ipv6.conf.all.forwarding`.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -52,31 +56,63 @@ pub enum Listener {
     Udp(UdpSocket),
 }
 
-/// Binds every mapping's host port now, so a busy or privileged port is reported before the
-/// process starts.
-pub fn bind(forwards: &[Forward]) -> Result<Vec<Listener>, ForwardError> {
-    forwards
-        .iter()
-        .map(|f| {
-            let port = super::setup::host_port_text(f.protocol, f.host_ip, f.host_port);
-            let addr = SocketAddr::new(
-                IpAddr::V4(f.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)),
-                f.host_port,
-            );
-            let bound = match f.protocol {
-                Protocol::Tcp => TcpListener::bind(addr).map(Listener::Tcp),
-                Protocol::Udp => UdpSocket::bind(addr).map(Listener::Udp),
+/// The host addresses hydra itself listens on for mapping `f`: all of them rootless; as root
+/// (`kernel`: nftables serves IPv4) the IPv6 ones only. A mapping without a host address is
+/// served on `0.0.0.0` and, where the host has IPv6, on `[::]`.
+pub fn listen_addresses(f: &Forward, kernel: bool, host_ipv6: bool) -> Vec<SocketAddr> {
+    let at = |ip: IpAddr| SocketAddr::new(ip, f.host_port);
+    match f.host_ip {
+        Some(ip @ IpAddr::V6(_)) => vec![at(ip)],
+        Some(ip @ IpAddr::V4(_)) if !kernel => vec![at(ip)],
+        Some(IpAddr::V4(_)) => Vec::new(),
+        None => {
+            let mut out = Vec::new();
+            if !kernel {
+                out.push(at(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+            }
+            if host_ipv6 {
+                out.push(at(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)));
+            }
+            out
+        }
+    }
+}
+
+/// Binds the host ports hydra serves itself (see `listen_addresses`) now, so a busy or
+/// privileged port is reported before the process starts; each with its mapping's index.
+pub fn bind(forwards: &[Forward], kernel: bool) -> Result<Vec<(usize, Listener)>, ForwardError> {
+    let host_ipv6 = super::ports::host_has_ipv6();
+    let mut out = Vec::new();
+    for (i, f) in forwards.iter().enumerate() {
+        for addr in listen_addresses(f, kernel, host_ipv6) {
+            // As the user wrote it, but naming the IPv6 side when that is what failed.
+            let shown = match (f.host_ip, addr) {
+                (None, SocketAddr::V4(_)) => None,
+                _ => Some(addr.ip()),
             };
-            bound.map_err(|source| match source.kind() {
-                std::io::ErrorKind::AddrInUse => ForwardError::Busy(port),
-                std::io::ErrorKind::PermissionDenied => ForwardError::Privileged {
-                    port,
-                    start: unprivileged_port_start(),
+            let port = super::setup::host_port_text(f.protocol, shown, f.host_port);
+            let fd =
+                super::ports::bind(f.protocol, addr).map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AddrInUse => ForwardError::Busy(port.clone()),
+                    std::io::ErrorKind::PermissionDenied => ForwardError::Privileged {
+                        port: super::setup::host_port_text(f.protocol, f.host_ip, f.host_port),
+                        start: unprivileged_port_start(),
+                    },
+                    _ => ForwardError::Listen {
+                        port: port.clone(),
+                        source,
+                    },
+                })?;
+            out.push((
+                i,
+                match f.protocol {
+                    Protocol::Tcp => Listener::Tcp(TcpListener::from(fd)),
+                    Protocol::Udp => Listener::Udp(UdpSocket::from(fd)),
                 },
-                _ => ForwardError::Listen { port, source },
-            })
-        })
-        .collect()
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The helper in the process's namespaces that hands out sockets made there.
@@ -96,7 +132,11 @@ fn helper_main(pidfd: RawFd, channel: RawFd) -> ! {
         libc::prctl(libc::PR_SET_DUMPABLE, 0);
         // The answer to "did you get in?" is the first byte: hydra waits for it before letting
         // the process go (once going, the process turns non-dumpable and setns would fail).
-        if libc::setns(pidfd, libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+        // A root process may share hydra's user namespace: joining it again is EINVAL.
+        if libc::setns(pidfd, libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0
+            && (*libc::__errno_location() != libc::EINVAL
+                || libc::setns(pidfd, libc::CLONE_NEWNET) != 0)
+        {
             let errno = *libc::__errno_location() as u8;
             libc::send(channel, (&errno as *const u8).cast(), 1, libc::MSG_NOSIGNAL);
             libc::_exit(1);
@@ -495,12 +535,12 @@ fn serve_udp(host: UdpSocket, route: Route, counters: Arc<Counters>, stop: Arc<A
 }
 
 impl Forwarder {
-    /// Starts serving `listeners` (one per forward, same order) into the namespaces of the
+    /// Starts serving `listeners` (each with its forward's index) into the namespaces of the
     /// forwards' target processes, through `sources`; each mapping's counters are `counters[i]`,
     /// also published to `stats` (see `publish`) twice a second.
     fn start(
         forwards: &[Forward],
-        listeners: Vec<Listener>,
+        listeners: Vec<(usize, Listener)>,
         sources: &Sources,
         counters: &[Arc<Counters>],
         stats: PathBuf,
@@ -514,7 +554,10 @@ impl Forwarder {
                 std::thread::sleep(Duration::from_millis(500));
             }
         }));
-        for ((f, listener), c) in forwards.iter().zip(listeners).zip(counters) {
+        for (i, listener) in listeners {
+            let (Some(f), Some(c)) = (forwards.get(i), counters.get(i)) else {
+                continue;
+            };
             let route = Route {
                 sources: sources.clone(),
                 targets: f.targets.clone(),
@@ -540,19 +583,20 @@ impl Drop for Forwarder {
     }
 }
 
-/// A container's rootless port mappings: hydra's forwarder serving them, and the socket helper
-/// of each running process (`attach` at its start, `detach` at its end). Stops on drop.
+/// The port mappings hydra serves itself (all of them rootless, the IPv6 side as root): its
+/// forwarder, and the socket helper of each running process (`attach` at its start, `detach`
+/// at its end). Stops on drop.
 pub struct Ports {
     sources: Sources,
     _forwarder: Forwarder,
 }
 
 impl Ports {
-    /// Serves `forwards` from `listeners` (same order) into `processes` process slots,
+    /// Serves `forwards` from `listeners` (with their forward's index) into `processes` slots,
     /// publishing the counters in the state directory `state`.
     pub fn start(
         forwards: &[Forward],
-        listeners: Vec<Listener>,
+        listeners: Vec<(usize, Listener)>,
         processes: usize,
         state: &std::path::Path,
     ) -> Ports {
@@ -578,7 +622,7 @@ impl Ports {
     }
 }
 
-/// Where a rootless container's counters are published for `hydra ports`.
+/// Where the forwarder's counters are published for `hydra ports`.
 pub fn stats_file(state: &std::path::Path) -> PathBuf {
     state.join("ports-stats.json")
 }

@@ -365,8 +365,8 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
 
 /// A lone process's network: claimed before the clone, its rules installed while the process
 /// is being set up (waited for before it may go), released on drop if `release` was not reached.
-/// Rootless, hydra's own forwarder serves the mappings instead (reaching the process from
-/// before go, stopped before the release).
+/// hydra's own forwarder serves the mappings rootless, and their IPv6 side as root (reaching
+/// the process from before go, stopped before the release).
 struct LoneNetwork<'s> {
     state: &'s StateDir,
     link: Option<crate::net::pool::Subnet>,
@@ -450,11 +450,11 @@ fn claim_network<'s>(
         };
     }
     match setup::start_claim(state.path(), &spec.container, &request) {
-        Ok(claiming) => Ok(Some(LoneNetwork {
+        Ok(mut claiming) => Ok(Some(LoneNetwork {
             state,
             link: Some(claiming.network().endpoints[0].subnet),
+            userspace: claiming.take_ports(),
             claiming: Some(claiming),
-            userspace: None,
             released: false,
         })),
         Err(e) => {

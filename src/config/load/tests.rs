@@ -496,6 +496,9 @@ fn ports_clash_only_on_the_same_host_port_protocol_and_address() {
         ("", ", protocol: udp"),
         (", host_ip: 127.0.0.1", ", host_ip: 127.0.0.2"),
         (", host_ip: 127.0.0.1", ", host_ip: '::1'"),
+        // `::` is every IPv6 address, `0.0.0.0` every IPv4 one.
+        (", host_ip: 0.0.0.0", ", host_ip: '::'"),
+        (", host_ip: '::'", ", host_ip: 127.0.0.1"),
     ] {
         let app = ok(&format!("{HEAD}{}", ports(a, b)));
         assert_eq!(app.isolation.ports.len(), 2);
@@ -519,6 +522,10 @@ fn ports_clash_only_on_the_same_host_port_protocol_and_address() {
             ", protocol: udp, host_ip: '::1'"
         )),
         "6:31: ports: host port [::1]:80/udp is already mapped (to a:1, at line 5, column 31)"
+    );
+    assert_eq!(
+        fail(&ports(", host_ip: '::'", ", host_ip: '::1'")),
+        "6:31: ports: host port [::1]:80/tcp is already mapped (to a:1, at line 5, column 31)"
     );
 }
 
