@@ -192,7 +192,7 @@ pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Cla
         false => None,
     };
     let ports = (!listeners.is_empty())
-        .then(|| Ports::start(&net.forwards, listeners, net.endpoints.len(), dir));
+        .then(|| Ports::start(&net.forwards, listeners, net.endpoints.len(), dir, false));
     Ok(Claiming {
         net,
         install,
@@ -270,7 +270,7 @@ pub fn claim_userspace(
         userspace: true,
     };
     write(dir, &net)?;
-    Ok(Ports::start(&net.forwards, listeners, processes, dir))
+    Ok(Ports::start(&net.forwards, listeners, processes, dir, true))
 }
 
 /// Claims and installs, waiting for the rules; with hydra's forwarder for the IPv6 side.

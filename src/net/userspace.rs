@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -280,10 +280,52 @@ impl SocketSource {
             Ok(OwnedFd::from_raw_fd(sock))
         }
     }
+}
 
+/// A new socket of the network namespace of the process `pidfd` refers to, made by a
+/// short-lived thread that joins it (root may join any namespace at any time; the caller's own
+/// namespace never changes).
+fn socket_in(pidfd: BorrowedFd<'_>, protocol: Protocol) -> std::io::Result<OwnedFd> {
+    let fd = pidfd.as_raw_fd();
+    let kind = match protocol {
+        Protocol::Tcp => libc::SOCK_STREAM,
+        Protocol::Udp => libc::SOCK_DGRAM,
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                // SAFETY: setns changes this thread only; socket returns a new fd we own.
+                unsafe {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let sock = libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, 0);
+                    if sock < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(OwnedFd::from_raw_fd(sock))
+                }
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
+    })
+}
+
+/// Where a process's sockets come from.
+enum Source {
+    /// Rootless: the helper in its user and network namespaces.
+    Helper(SocketSource),
+    /// Root: its pidfd (a dup), joined by a thread per socket.
+    Netns(OwnedFd),
+}
+
+impl Source {
     /// A socket of the process's namespace connected to 127.0.0.1:`port` there.
     fn connect(&self, protocol: Protocol, port: u16) -> std::io::Result<OwnedFd> {
-        let sock = self.socket(protocol)?;
+        let sock = match self {
+            Source::Helper(helper) => helper.socket(protocol)?,
+            Source::Netns(pidfd) => socket_in(pidfd.as_fd(), protocol)?,
+        };
         let addr = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: port.to_be(),
@@ -363,13 +405,15 @@ impl Counters {
 struct Forwarder {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The listeners' fds, shut down on drop so their threads wake at once.
+    listening: Vec<RawFd>,
 }
 
 /// The socket helpers of a container's processes, by process index (a process not running has
 /// none); a mapping spreads new connections over the targets that have one.
 #[derive(Clone, Default)]
 struct Sources {
-    helpers: Arc<Mutex<Vec<Option<SocketSource>>>>,
+    helpers: Arc<Mutex<Vec<Option<Source>>>>,
 }
 
 impl Sources {
@@ -380,7 +424,7 @@ impl Sources {
     }
 
     /// Process `index` started (`Some`) or ended (`None`; its helper exits).
-    fn set(&self, index: usize, helper: Option<SocketSource>) {
+    fn set(&self, index: usize, helper: Option<Source>) {
         if let Ok(mut helpers) = self.helpers.lock() {
             if let Some(slot) = helpers.get_mut(index) {
                 *slot = helper;
@@ -400,7 +444,7 @@ impl Sources {
             .helpers
             .lock()
             .map_err(|_| std::io::Error::other("socket helpers poisoned"))?;
-        let running: Vec<&SocketSource> = targets
+        let running: Vec<&Source> = targets
             .iter()
             .filter_map(|&t| helpers.get(t).and_then(Option::as_ref))
             .collect();
@@ -551,9 +595,17 @@ impl Forwarder {
         threads.push(std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 publish(&stats, &all);
-                std::thread::sleep(Duration::from_millis(500));
+                // Unparked by drop.
+                std::thread::park_timeout(Duration::from_millis(500));
             }
         }));
+        let listening = listeners
+            .iter()
+            .map(|(_, l)| match l {
+                Listener::Tcp(l) => l.as_raw_fd(),
+                Listener::Udp(u) => u.as_raw_fd(),
+            })
+            .collect();
         for (i, listener) in listeners {
             let (Some(f), Some(c)) = (forwards.get(i), counters.get(i)) else {
                 continue;
@@ -570,13 +622,26 @@ impl Forwarder {
                 Listener::Udp(u) => serve_udp(u, route, c, stop),
             }));
         }
-        Forwarder { stop, threads }
+        Forwarder {
+            stop,
+            threads,
+            listening,
+        }
     }
 }
 
 impl Drop for Forwarder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // A shut-down socket wakes its poll or recv at once, so stopping takes no tick. The
+        // fds are still open: their threads own them until joined.
+        for &fd in &self.listening {
+            // SAFETY: shutdown on an fd that stays open until the threads below are joined.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+        for t in &self.threads {
+            t.thread().unpark();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -588,17 +653,21 @@ impl Drop for Forwarder {
 /// at its end). Stops on drop.
 pub struct Ports {
     sources: Sources,
+    /// Rootless: processes are reached through a helper in their user namespace.
+    helpers: bool,
     _forwarder: Forwarder,
 }
 
 impl Ports {
     /// Serves `forwards` from `listeners` (with their forward's index) into `processes` slots,
-    /// publishing the counters in the state directory `state`.
+    /// publishing the counters in the state directory `state`. `helpers`: rootless (a forked
+    /// helper per process); otherwise hydra joins their network namespaces itself.
     pub fn start(
         forwards: &[Forward],
         listeners: Vec<(usize, Listener)>,
         processes: usize,
         state: &std::path::Path,
+        helpers: bool,
     ) -> Ports {
         let sources = Sources::new(processes);
         let counters: Vec<Arc<Counters>> = forwards.iter().map(|_| Default::default()).collect();
@@ -606,13 +675,20 @@ impl Ports {
             Forwarder::start(forwards, listeners, &sources, &counters, stats_file(state));
         Ports {
             sources,
+            helpers,
             _forwarder: forwarder,
         }
     }
 
-    /// Process `index` was cloned (`pidfd`): its helper joins its namespaces before it may go.
+    /// Process `index` was cloned (`pidfd`): rootless, its helper joins its namespaces before
+    /// it may go (once going it is non-dumpable); as root, its pidfd is kept for later.
     pub fn attach(&self, index: usize, pidfd: BorrowedFd<'_>) -> Result<(), ForwardError> {
-        self.sources.set(index, Some(SocketSource::start(pidfd)?));
+        let source = if self.helpers {
+            Source::Helper(SocketSource::start(pidfd)?)
+        } else {
+            Source::Netns(pidfd.try_clone_to_owned().map_err(ForwardError::Helper)?)
+        };
+        self.sources.set(index, Some(source));
         Ok(())
     }
 
