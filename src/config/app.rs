@@ -223,6 +223,9 @@ pub struct ChannelDef {
     pub senders: Vec<String>,
     /// Processes that may receive.
     pub receivers: Vec<String>,
+    /// `reply: true`: request/reply; hydra also creates one reply queue per sender instance
+    /// (same capacity and max_message), which every receiver may answer on.
+    pub reply: bool,
 }
 
 /// One `ipc.shared_memory` entry.

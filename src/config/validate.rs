@@ -634,6 +634,7 @@ fn port(
 fn ipc(check: &Checker<'_>, raw: &IpcRaw, known: &Known) -> Result<IpcDef, ConfigError> {
     let mut def = IpcDef::default();
     let mut seen = Seen::default();
+    let mut announced = Announced::default();
     for entry in raw.channels.iter().flat_map(|l| l.value.iter()) {
         let c = &entry.value;
         let name_text = c
@@ -650,12 +651,18 @@ fn ipc(check: &Checker<'_>, raw: &IpcRaw, known: &Known) -> Result<IpcDef, Confi
             Some(t) => check.size("max_message", t)?,
             None => CHANNEL_MAX_MESSAGE,
         };
+        let reply = match &c.reply {
+            Some(t) => check.boolean("reply", t)?,
+            None => false,
+        };
+        announced.add(check, "channel", name_text, reply)?;
         def.channels.push(ChannelDef {
             name,
             capacity,
             max_message,
             senders: known.processes(check, "senders", c.senders.as_ref())?,
             receivers: known.processes(check, "receivers", c.receivers.as_ref())?,
+            reply,
         });
     }
     let mut seen = Seen::default();
@@ -667,6 +674,7 @@ fn ipc(check: &Checker<'_>, raw: &IpcRaw, known: &Known) -> Result<IpcDef, Confi
             .ok_or_else(|| check.missing(entry, "name", "the shared memory's name"))?;
         let name = check.name("shared memory name", name_text)?;
         seen.first(check, "shared memory", name_text)?;
+        announced.add(check, "shared memory", name_text, false)?;
         let size = match &m.size {
             Some(t) => check.size("size", t)?,
             None => {
@@ -684,6 +692,66 @@ fn ipc(check: &Checker<'_>, raw: &IpcRaw, known: &Known) -> Result<IpcDef, Confi
         });
     }
     Ok(def)
+}
+
+/// The environment variables the ipc objects are announced in (`HYDRA_IPC_<NAME>`), so that no
+/// two objects share one: `a-b` and `a_b`, a channel and a shared memory of one name, or a
+/// channel whose variable is one a `reply: true` channel derives from its own
+/// (`<VAR>_REPLY`, `<VAR>_REPLY_<k>`, `<VAR>_CLIENT`, `<VAR>_CLIENTS`).
+#[derive(Default)]
+struct Announced {
+    /// (variable, what, name, where, reply).
+    objects: Vec<(String, &'static str, String, Location, bool)>,
+}
+
+/// Whether `var` is one of the variables a reply channel announced in `base` derives.
+fn derived_from(base: &str, var: &str) -> bool {
+    let Some(suffix) = var.strip_prefix(base) else {
+        return false;
+    };
+    match suffix.strip_prefix("_REPLY_") {
+        Some(k) => !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()),
+        None => matches!(suffix, "_REPLY" | "_CLIENT" | "_CLIENTS"),
+    }
+}
+
+impl Announced {
+    fn add(
+        &mut self,
+        check: &Checker<'_>,
+        what: &'static str,
+        name: &Text,
+        reply: bool,
+    ) -> Result<(), ConfigError> {
+        let var = crate::ipc::env_name(&name.value);
+        for (other_var, other_what, other, at, other_reply) in &self.objects {
+            let clash = if *other_var == var {
+                format!("both would be announced in {var}")
+            } else if *other_reply && derived_from(other_var, &var) {
+                format!(
+                    "{var} is one of the reply variables of {other_what} '{other}' (reply: true)"
+                )
+            } else if reply && derived_from(&var, other_var) {
+                format!(
+                    "{other_var} would be one of the reply variables of {what} '{}' (reply: true)",
+                    name.value
+                )
+            } else {
+                continue;
+            };
+            return Err(check.at(
+                name,
+                format!(
+                    "{what} name '{}' clashes with {other_what} '{other}' (at {}): {clash}",
+                    name.value,
+                    place(at)
+                ),
+            ));
+        }
+        self.objects
+            .push((var, what, name.value.clone(), name.referenced, reply));
+        Ok(())
+    }
 }
 
 /// `networks: {NAME: [process, ...]}`.

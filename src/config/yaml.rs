@@ -136,6 +136,8 @@ pub struct ChannelRaw {
     pub max_message: Option<Text>,
     pub senders: Option<TextList>,
     pub receivers: Option<TextList>,
+    /// `reply: true`: request/reply, one reply queue per sender instance.
+    pub reply: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

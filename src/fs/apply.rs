@@ -12,6 +12,15 @@ use crate::process::stage::{Stage, StepError};
 
 const PATH_FLAGS: u64 = (libc::O_PATH | libc::O_CLOEXEC) as u64;
 const IN_ROOT: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+
+/// How `target` is resolved inside the root.
+fn resolve(target: &Target) -> u64 {
+    if target.no_symlinks {
+        IN_ROOT | libc::RESOLVE_NO_SYMLINKS
+    } else {
+        IN_ROOT
+    }
+}
 const CLONE_FLAGS: libc::c_uint = sys::OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
 
 fn step(stage: Stage) -> impl Fn(Errno) -> StepError {
@@ -21,7 +30,7 @@ fn step(stage: Stage) -> impl Fn(Errno) -> StepError {
 /// Opens `target` inside the root; creates it first when asked to. `Ok(None)`: it does not
 /// exist and is optional.
 fn open_target(root: RawFd, target: &Target) -> Result<Option<RawFd>, Errno> {
-    match sys::openat2(root, &target.rel, PATH_FLAGS, IN_ROOT) {
+    match sys::openat2(root, &target.rel, PATH_FLAGS, resolve(target)) {
         Ok(fd) => return Ok(Some(fd)),
         Err(Errno::ENOENT) if !target.create => return Ok(None),
         Err(Errno::ENOENT) => {}
@@ -40,7 +49,7 @@ fn open_target(root: RawFd, target: &Target) -> Result<Option<RawFd>, Errno> {
     for i in first..target.steps.len() {
         create_step(root, target, i)?;
     }
-    sys::openat2(root, &target.rel, PATH_FLAGS, IN_ROOT).map(Some)
+    sys::openat2(root, &target.rel, PATH_FLAGS, resolve(target)).map(Some)
 }
 
 /// Creates component `i` of `target` in its parent (a file for the last one of a file target).
@@ -48,7 +57,12 @@ fn create_step(root: RawFd, target: &Target, i: usize) -> Result<(), Errno> {
     let Some((parent, name)) = target.steps.get(i) else {
         return Ok(());
     };
-    let dir = sys::openat2(root, parent, PATH_FLAGS | libc::O_DIRECTORY as u64, IN_ROOT)?;
+    let dir = sys::openat2(
+        root,
+        parent,
+        PATH_FLAGS | libc::O_DIRECTORY as u64,
+        resolve(target),
+    )?;
     let made = if i + 1 == target.steps.len() && target.kind == Kind::File {
         sys::touch_at(dir, name)
     } else {
@@ -147,6 +161,7 @@ fn run_op(root: RawFd, devnull: RawFd, op: &MountOp) -> Result<(), Errno> {
             source,
             read_only,
             device,
+            nosuid,
             ..
         } => {
             // Volumes are nodev: a device node created in one must not open (device nodes
@@ -154,6 +169,9 @@ fn run_op(root: RawFd, devnull: RawFd, op: &MountOp) -> Result<(), Errno> {
             let mut attrs = if *device { 0 } else { sys::MOUNT_ATTR_NODEV };
             if *read_only {
                 attrs |= sys::MOUNT_ATTR_RDONLY;
+            }
+            if *nosuid {
+                attrs |= sys::MOUNT_ATTR_NOSUID;
             }
             bind_tree(libc::AT_FDCWD, source, true, attrs, fd)
         }

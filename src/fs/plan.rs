@@ -50,6 +50,9 @@ pub struct Target {
     pub kind: Kind,
     /// Create the target when missing; otherwise a missing target skips the operation.
     pub create: bool,
+    /// Refuse a symlink anywhere on the way (`RESOLVE_NO_SYMLINKS`) instead of following it
+    /// inside the root: for a target that must be exactly where it is named.
+    pub no_symlinks: bool,
 }
 
 /// One step of the plan.
@@ -65,13 +68,15 @@ pub enum MountOp {
         data: Option<CString>,
         rbind_fallback: Option<CString>,
     },
-    /// A host path bound onto the target (volumes, device nodes).
+    /// A host path bound onto the target (volumes, device nodes, hydra's binary).
     Bind {
         target: Target,
         source: CString,
         read_only: bool,
         /// A device node: keeps the host mount's dev flag; everything else is bound nodev.
         device: bool,
+        /// Bound nosuid too.
+        nosuid: bool,
     },
     /// Hidden behind /dev/null (files) or an empty read-only tmpfs (directories).
     Mask { target: Target },
@@ -142,7 +147,12 @@ pub struct PlanOptions {
     pub volumes: Vec<Volume>,
     /// Mount the process's cgroups at /sys/fs/cgroup (only when it has a cgroup).
     pub cgroup_view: Option<CgroupView>,
+    /// hydra's own binary (a host path), bound read-only, nosuid and nodev at `HYDRA_BINARY`.
+    pub hydra_binary: Option<PathBuf>,
 }
+
+/// Where a process given IPC objects finds hydra's own binary (`hydra ipc send ...`).
+pub const HYDRA_BINARY: &str = "/usr/local/bin/hydra";
 
 fn cstring(text: &str) -> Result<CString, PlanError> {
     CString::new(text).map_err(|_| PlanError::Nul(text.to_string()))
@@ -187,6 +197,7 @@ impl Target {
             steps,
             kind,
             create,
+            no_symlinks: false,
         })
     }
 
@@ -270,6 +281,7 @@ fn dev_ops(ops: &mut Vec<MountOp>, rootless: bool) -> Result<(), PlanError> {
             source: cstring(&format!("/dev/{dev}"))?,
             read_only: false,
             device: true,
+            nosuid: false,
         });
     }
     // gid=5 (tty) only exists inside when ids are mapped beyond the single rootless one.
@@ -356,9 +368,26 @@ fn volume_ops(ops: &mut Vec<MountOp>, volumes: &[Volume]) -> Result<(), PlanErro
             source: cstring(&volume.source.to_string_lossy())?,
             read_only: volume.read_only,
             device: false,
+            nosuid: false,
         });
     }
     Ok(())
+}
+
+/// hydra's binary at `HYDRA_BINARY`: read-only, so nothing inside can overwrite the host's
+/// binary through it (runc CVE-2019-5736), nosuid and nodev. The target is created in the
+/// writable layer when the image lacks it, and must not be reached through a symlink (which
+/// could aim the bind at another of the image's files, /bin/sh say).
+fn hydra_binary_op(binary: &Path) -> Result<MountOp, PlanError> {
+    let mut target = Target::new(HYDRA_BINARY, Kind::File, true)?;
+    target.no_symlinks = true;
+    Ok(MountOp::Bind {
+        target,
+        source: cstring(&binary.to_string_lossy())?,
+        read_only: true,
+        device: false,
+        nosuid: true,
+    })
 }
 
 /// Builds the plan for a rootfs (already checked) and a private state directory.
@@ -382,6 +411,11 @@ pub fn build(rootfs: &Path, layer_dir: &Path, opts: &PlanOptions) -> Result<Moun
     }
     if opts.tmp_tmpfs {
         ops.push(fs("/tmp", "tmpfs", NOSUID | NODEV, Some("mode=1777"))?);
+    }
+    // Before the volumes: a volume over /usr/local/bin hides it rather than have hydra create
+    // a file in the volume's host directory.
+    if let Some(binary) = &opts.hydra_binary {
+        ops.push(hydra_binary_op(binary)?);
     }
     volume_ops(&mut ops, &opts.volumes)?;
     Ok(MountPlan {
@@ -439,6 +473,37 @@ mod tests {
             plan.overlay_data.to_str().unwrap(),
             "lowerdir=/r,upperdir=/s/upper,workdir=/s/work"
         );
+    }
+
+    #[test]
+    fn hydra_binary_is_bound_read_only_nosuid_at_its_place() {
+        let opts = PlanOptions {
+            hydra_binary: Some("/opt/hydra/bin/hydra".into()),
+            ..Default::default()
+        };
+        let plan = build(Path::new("/r"), Path::new("/s"), &opts).unwrap();
+        let op = plan
+            .ops
+            .iter()
+            .find(|op| op.describe() == "binding /opt/hydra/bin/hydra on /usr/local/bin/hydra")
+            .expect("the binary's bind");
+        let MountOp::Bind {
+            target,
+            read_only,
+            device,
+            nosuid,
+            ..
+        } = op
+        else {
+            panic!("not a bind: {op:?}");
+        };
+        assert!(*read_only && *nosuid && !*device);
+        assert!(target.create && target.no_symlinks && target.kind == Kind::File);
+        let none = build(Path::new("/r"), Path::new("/s"), &PlanOptions::default()).unwrap();
+        assert!(!none
+            .ops
+            .iter()
+            .any(|op| op.describe().ends_with(HYDRA_BINARY)));
     }
 
     #[test]

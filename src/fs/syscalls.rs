@@ -12,6 +12,7 @@ pub const AT_RECURSIVE: libc::c_uint = 0x8000;
 pub const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
 pub const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 
 /// struct open_how of openat2(2) (the libc crate's is non-exhaustive).

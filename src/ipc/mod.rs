@@ -4,6 +4,7 @@
 //! (`rpc`). The IpcManager creates them at `up` and hands each fd only to the processes listed
 //! for it, at a stable fd number announced in `HYDRA_IPC_<NAME>`.
 
+pub mod manager;
 pub mod memfd;
 pub mod queue;
 pub mod rpc;

@@ -21,6 +21,7 @@ use super::plan::{Plan, PlannedProcess};
 use super::state::{StateDir, StateError};
 use crate::cgroups::{self, Accounting, Cgroup, CgroupError, Events};
 use crate::config::RestartPolicy;
+use crate::ipc::manager::IpcManager;
 use crate::process::handshake::{self, Received};
 use crate::process::launch::LaunchPlan;
 use crate::process::stage::StepError;
@@ -54,6 +55,8 @@ pub enum SupervisorError {
     },
     #[error("{step}: {errno}")]
     Sys { step: &'static str, errno: Errno },
+    #[error(transparent)]
+    Ipc(#[from] crate::ipc::manager::ManagerError),
 }
 
 /// Where a process is in its life.
@@ -144,6 +147,10 @@ pub struct Supervisor {
     shutting_down: bool,
     /// Port mappings served by hydra itself: all rootless, the IPv6 side as root.
     userspace: Option<crate::net::userspace::Ports>,
+    /// The channels and shared memory, created before any process and kept until the end.
+    ipc: IpcManager,
+    /// hydra's own binary (resolved from /proc/self/exe), shown to processes given IPC objects.
+    hydra_binary: Option<std::path::PathBuf>,
     warnings: Vec<String>,
 }
 
@@ -179,6 +186,15 @@ impl Supervisor {
         listener
             .set_nonblocking(true)
             .map_err(io("configuring the control socket"))?;
+        // Every IPC object exists before the first process starts, and restarts reuse them.
+        // Made before the cgroup: a failure here leaves nothing behind but the state directory
+        // (removed on drop).
+        let ipc = IpcManager::create(&plan.ipc, state.path())?;
+        let hydra_binary = if plan.processes.iter().any(|p| !p.ipc.objects.is_empty()) {
+            Some(own_binary()?)
+        } else {
+            None
+        };
         let res = cgroups::limits::resources(&plan.limits);
         let mode = cgroups::mode::detect();
         let mut warnings = Vec::new();
@@ -231,6 +247,8 @@ impl Supervisor {
             shutting_down: false,
             warnings,
             userspace: None,
+            ipc,
+            hydra_binary,
         };
         supervisor.claim_network()?;
         Ok(supervisor)
@@ -323,11 +341,15 @@ impl Supervisor {
                 read_only: true,
             });
         }
+        let given_ipc = !slot.planned.ipc.objects.is_empty();
         let extras = Extras {
             stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
             nice: slot.planned.priority,
             cgroup_view: slot.cgroup.as_ref().map(Cgroup::view),
             links: slot.links.clone(),
+            pass_fds: self.ipc.sources(&slot.planned.ipc),
+            env: slot.planned.ipc.env.clone(),
+            hydra_binary: self.hydra_binary.clone().filter(|_| given_ipc),
         };
         let prepared = process::prepare(&spec, &self.layer, false, extras).map_err(wrap)?;
         // Rootless mappings reach the new process through a socket helper in its namespaces.
@@ -716,6 +738,14 @@ impl Supervisor {
         };
         let spec = &slot.planned.spec;
         let identity = &live.plan.privileges.identity;
+        // `exec` joins without the IPC fds: their variables would name fds it does not have.
+        let ipc_vars: Vec<String> = slot
+            .planned
+            .ipc
+            .env
+            .iter()
+            .map(|(k, _)| format!("{k}="))
+            .collect();
         let env = live
             .plan
             .exec
@@ -723,6 +753,7 @@ impl Supervisor {
             .strings()
             .iter()
             .map(|e| e.to_string_lossy().into_owned())
+            .filter(|e| !ipc_vars.iter().any(|v| e.starts_with(v.as_str())))
             .collect();
         let mut reply = Reply::ok(Vec::new());
         reply.exec = Some(control::ExecInfo {
@@ -856,6 +887,23 @@ fn make_volumes(
         volumes.push((name.clone(), path));
     }
     Ok(volumes)
+}
+
+/// The running hydra binary, from /proc/self/exe: bound read-only into processes given IPC
+/// objects.
+fn own_binary() -> Result<std::path::PathBuf, SupervisorError> {
+    let path = std::fs::read_link("/proc/self/exe").map_err(io("finding hydra's own binary"))?;
+    // A binary replaced since it started shows as `path (deleted)`: nothing to bind then.
+    if !path.is_file() {
+        return Err(SupervisorError::Io {
+            step: "finding hydra's own binary",
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} no longer exists", path.display()),
+            ),
+        });
+    }
+    Ok(path)
 }
 
 /// Stops a process for good: SIGTERM to its init now, SIGKILL after the grace period.

@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use super::exec;
 use super::handshake;
 use super::init;
-use super::launch::LaunchPlan;
+use super::launch::{passed_fd, LaunchPlan, MAX_PASSED_FDS};
 use super::rlimits;
 use super::stage::{Stage, StepError};
 use super::terminal;
@@ -71,7 +71,8 @@ fn setup(plan: &LaunchPlan, sock: RawFd, cgroup_tasks: &[RawFd]) -> Result<(), S
     if plan.terminal {
         attach_terminal(sock, !plan.init)?;
     }
-    close_other_fds(sock)?;
+    pass_fds(&plan.pass_fds, sock)?;
+    close_other_fds(plan.pass_fds.len(), sock)?;
     enter_workdir(plan)?;
     rlimits::apply(&plan.rlimits).map_err(|(i, e)| StepError::at(Stage::Rlimit, i, e))?;
     if let Some(nice) = plan.nice {
@@ -107,13 +108,51 @@ fn attach_terminal(sock: RawFd, controlling: bool) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Closes every fd but stdio and the channel, before the workdir is entered, so no inherited
-/// host fd can be reached through /proc/self/fd (runc CVE-2024-21626).
-fn close_other_fds(sock: RawFd) -> Result<(), StepError> {
+/// Places the IPC fds (the supervisor's, inherited through clone) at `passed_fd(0)`,
+/// `passed_fd(1)`, … without close-on-exec. Every source is first copied above all the targets,
+/// so that no dup2 onto a target can close a source still to be placed (a source may carry a
+/// target's number); the copies are close-on-exec and go with the other fds right after. The
+/// parent put `sock` above the targets (`spawn`), so no target is the channel either.
+fn pass_fds(sources: &[RawFd], sock: RawFd) -> Result<(), StepError> {
+    let n = sources.len();
+    if n == 0 {
+        return Ok(());
+    }
+    if n > MAX_PASSED_FDS {
+        return Err(StepError::new(Stage::PassFds, Errno::EMFILE));
+    }
+    let above = passed_fd(n);
+    if sock < above {
+        return Err(StepError::new(Stage::PassFds, Errno::EBADF));
+    }
+    // On the stack: nothing between clone and exec allocates.
+    let mut moved: [RawFd; MAX_PASSED_FDS] = [-1; MAX_PASSED_FDS];
+    for (i, (&source, slot)) in sources.iter().zip(moved.iter_mut()).enumerate() {
+        // SAFETY: fcntl with integer arguments on an fd inherited from the supervisor.
+        let fd = unsafe { libc::fcntl(source, libc::F_DUPFD_CLOEXEC, above) };
+        if fd < 0 {
+            return Err(StepError::at(Stage::PassFds, i, Errno::last()));
+        }
+        *slot = fd;
+    }
+    for (i, &fd) in moved.iter().take(n).enumerate() {
+        // SAFETY: dup2 of our own copy onto its target (which loses close-on-exec).
+        if unsafe { libc::dup2(fd, passed_fd(i)) } < 0 {
+            return Err(StepError::at(Stage::PassFds, i, Errno::last()));
+        }
+    }
+    Ok(())
+}
+
+/// Closes every fd but stdio, the `passed` IPC fds placed after them and the channel, before
+/// the workdir is entered, so no inherited host fd can be reached through /proc/self/fd (runc
+/// CVE-2024-21626).
+fn close_other_fds(passed: usize, sock: RawFd) -> Result<(), StepError> {
+    let first = passed_fd(passed) as libc::c_uint;
     let sock = sock as libc::c_uint;
     // SAFETY: close_range with integer arguments.
-    let below = if sock > 3 {
-        unsafe { libc::close_range(3, sock - 1, 0) }
+    let below = if sock > first {
+        unsafe { libc::close_range(first, sock - 1, 0) }
     } else {
         0
     };

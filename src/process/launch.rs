@@ -3,6 +3,7 @@
 //! between clone and exec only reads.
 
 use std::ffi::CString;
+use std::os::fd::RawFd;
 
 use crate::fs::MountPlan;
 use crate::process::rlimits::Rlimit;
@@ -72,7 +73,20 @@ pub struct LaunchPlan {
     pub links: crate::net::veth::LinkPlan,
     /// The user-namespace id maps the parent writes (rootless only).
     pub id_mapping: Option<crate::security::idmap::Mapping>,
+    /// The supervisor's fds of the process's IPC objects, in order: the child places the i-th
+    /// at `passed_fd(i)` (no close-on-exec), the only fds besides stdio it keeps.
+    pub pass_fds: Vec<RawFd>,
     pub exec: ExecPlan,
+}
+
+/// The number of the first passed fd; the others follow it.
+pub const FIRST_PASSED_FD: RawFd = 3;
+/// At most this many fds are passed to one process (the child keeps them in a stack array).
+pub const MAX_PASSED_FDS: usize = 1024;
+
+/// The fd number the `index`-th passed fd has in the process.
+pub fn passed_fd(index: usize) -> RawFd {
+    FIRST_PASSED_FD.saturating_add(RawFd::try_from(index).unwrap_or(RawFd::MAX))
 }
 
 /// The container PATH when the user sets none (Docker's).

@@ -63,6 +63,8 @@ pub enum ProcessError {
     Workdir(String),
     #[error("'{0}' contains a NUL byte")]
     Nul(String),
+    #[error("{0} IPC objects for one process: at most {max} can be passed", max = launch::MAX_PASSED_FDS)]
+    TooManyFds(usize),
 }
 
 fn sys(step: &'static str) -> impl Fn(Errno) -> ProcessError {
@@ -78,7 +80,14 @@ pub fn rootless() -> bool {
     !Uid::effective().is_root()
 }
 
-fn environment(spec: &ProcessSpec, home: &str, terminal: bool) -> Vec<(String, String)> {
+/// The command's environment: hydra's defaults, the spec's variables over them, and the
+/// supervisor's (`extra`, the IPC variables) over both.
+fn environment(
+    spec: &ProcessSpec,
+    home: &str,
+    terminal: bool,
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
     let mut env = vec![
         ("PATH".to_string(), launch::DEFAULT_PATH.to_string()),
         ("HOSTNAME".to_string(), spec.hostname.clone()),
@@ -88,7 +97,7 @@ fn environment(spec: &ProcessSpec, home: &str, terminal: bool) -> Vec<(String, S
     if terminal {
         env.push(("TERM".to_string(), "xterm".to_string()));
     }
-    for (key, value) in &spec.env {
+    for (key, value) in spec.env.iter().chain(extra) {
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
@@ -164,6 +173,12 @@ pub struct Extras {
     pub cgroup_view: Option<crate::fs::plan::CgroupView>,
     /// Its links (claimed container-wide before).
     pub links: crate::net::veth::LinkPlan,
+    /// The supervisor's fds of its IPC objects, placed at fds 3, 4, … (`launch::passed_fd`).
+    pub pass_fds: Vec<RawFd>,
+    /// Variables set over the spec's (those announcing the passed fds).
+    pub env: Vec<(String, String)>,
+    /// hydra's own binary, bound read-only at /usr/local/bin/hydra.
+    pub hydra_binary: Option<std::path::PathBuf>,
 }
 
 /// Prepares everything the child needs. `layer_mountpoint` is where its private tmpfs goes (the
@@ -175,6 +190,9 @@ pub fn prepare(
     extras: Extras,
 ) -> Result<Prepared, ProcessError> {
     let rootless = rootless();
+    if extras.pass_fds.len() > launch::MAX_PASSED_FDS {
+        return Err(ProcessError::TooManyFds(extras.pass_fds.len()));
+    }
     let rootfs = fs::plan::check_rootfs(&spec.rootfs)?;
     let id_mapping = rootless.then(idmap::for_current_user);
     let highest_id = id_mapping.map(idmap::Mapping::highest_id);
@@ -202,9 +220,10 @@ pub fn prepare(
             tmp_tmpfs: level.read_only_root(),
             volumes: spec.volumes.clone(),
             cgroup_view: extras.cgroup_view,
+            hydra_binary: extras.hydra_binary,
         },
     )?;
-    let env = environment(spec, &identity.home, terminal);
+    let env = environment(spec, &identity.home, terminal, &extras.env);
     // setgroups is denied only under a single-id map (newgidmap leaves it allowed).
     let set_groups = !matches!(id_mapping, Some(idmap::Mapping::Single));
     let (privileges, more) = Privileges::new(level, identity, set_groups, writable)?;
@@ -230,6 +249,7 @@ pub fn prepare(
         argv_area: launch::own_argv_area(),
         links: extras.links,
         id_mapping,
+        pass_fds: extras.pass_fds,
         exec: exec_plan(spec, &env)?,
     };
     Ok(Prepared { plan, warnings })
@@ -481,6 +501,7 @@ pub fn spawn(
     before_go: BeforeGo<'_>,
 ) -> Result<Launched, ProcessError> {
     let (parent_end, child_end) = handshake::pair().map_err(sys("creating the set-up channel"))?;
+    let child_end = above_passed_fds(child_end, plan.pass_fds.len())?;
     let (cgroup_fd, join_fds) = match cgroup {
         Some(cg) => (cg.clone_fd()?, cg.join_fds()?),
         None => (None, Vec::new()),
@@ -505,6 +526,26 @@ pub fn spawn(
         child,
         channel: parent_end,
     })
+}
+
+/// The child's end of the set-up channel moved above the numbers its `passed` IPC fds take
+/// (3, 4, …), so the child can place them without moving the channel. Chosen here, in the
+/// parent, because the child may not allocate, and moving the channel there would change the
+/// fd every later step reports on.
+fn above_passed_fds(child_end: OwnedFd, passed: usize) -> Result<OwnedFd, ProcessError> {
+    let first_free = launch::passed_fd(passed);
+    if passed == 0 || child_end.as_raw_fd() >= first_free {
+        return Ok(child_end);
+    }
+    nix::fcntl::fcntl(
+        &child_end,
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(first_free),
+    )
+    .map(|fd| {
+        // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    })
+    .map_err(sys("moving the set-up channel"))
 }
 
 fn launch_and_wait(

@@ -43,6 +43,7 @@ pub fn describe(plan: &LaunchPlan, error: &StepError) -> String {
         Stage::DetachOldRoot => "detaching the host's root".into(),
         Stage::ReadOnlyRoot => "making / read-only".into(),
         Stage::CloseFds => "closing inherited file descriptors".into(),
+        Stage::PassFds => "passing the IPC file descriptors".into(),
         Stage::Workdir => format!(
             "changing to working directory {}",
             plan.workdir.path.to_string_lossy()

@@ -42,9 +42,11 @@ pub enum Stage {
     SignalMask,
     Fork,
     Exec,
+    /// Placing the IPC fds at their numbers.
+    PassFds,
 }
 
-const ALL: [Stage; 32] = [
+const ALL: [Stage; 33] = [
     Stage::WaitSupervisor,
     Stage::Stdio,
     Stage::Setsid,
@@ -77,6 +79,7 @@ const ALL: [Stage; 32] = [
     Stage::SignalMask,
     Stage::Fork,
     Stage::Exec,
+    Stage::PassFds,
 ];
 
 impl Stage {

@@ -313,6 +313,7 @@ fn every_key() {
                     max_message: 1 << 20,
                     senders: vec!["web".into()],
                     receivers: vec!["db".into(), "web".into()],
+                    reply: true,
                 },
                 ChannelDef {
                     name: "events".into(),
@@ -320,6 +321,7 @@ fn every_key() {
                     max_message: 64 << 10,
                     senders: vec!["db".into()],
                     receivers: vec![],
+                    reply: false,
                 },
             ],
             shared_memory: vec![SharedMemoryDef {
@@ -886,6 +888,39 @@ fn errors() {
         (
             format!("ipc:\n  channels:\n    - {{name: q}}\n    - {{name: q}}\n{p}"),
             "5:14: duplicate channel name 'q' (first defined at line 4, column 14)",
+        ),
+        (
+            format!("ipc:\n  channels:\n    - {{name: q, reply: maybe}}\n{p}"),
+            "4:24: reply: expected true or false, found 'maybe'",
+        ),
+        (
+            format!("ipc:\n  channels:\n    - {{name: q, replies: true}}\n{p}"),
+            "4:17: unknown key `replies` (expected one of: name, capacity, max_message, senders, receivers, reply)",
+        ),
+        // Two ipc objects announced in one environment variable.
+        (
+            format!("ipc:\n  channels:\n    - {{name: a-b}}\n    - {{name: a_b}}\n{p}"),
+            "5:14: channel name 'a_b' clashes with channel 'a-b' (at line 4, column 14): both would be announced in HYDRA_IPC_A_B",
+        ),
+        (
+            format!("ipc:\n  channels:\n    - {{name: Q}}\n  shared_memory:\n    - {{name: q, size: 1MB}}\n{p}"),
+            "6:14: shared memory name 'q' clashes with channel 'Q' (at line 4, column 14): both would be announced in HYDRA_IPC_Q",
+        ),
+        (
+            format!("ipc:\n  shared_memory:\n    - {{name: m.x, size: 1MB}}\n    - {{name: m-x, size: 1MB}}\n{p}"),
+            "5:14: shared memory name 'm-x' clashes with shared memory 'm.x' (at line 4, column 14): both would be announced in HYDRA_IPC_M_X",
+        ),
+        (
+            format!("ipc:\n  channels:\n    - {{name: jobs, reply: true}}\n    - {{name: jobs_reply}}\n{p}"),
+            "5:14: channel name 'jobs_reply' clashes with channel 'jobs' (at line 4, column 14): HYDRA_IPC_JOBS_REPLY is one of the reply variables of channel 'jobs' (reply: true)",
+        ),
+        (
+            format!("ipc:\n  channels:\n    - {{name: jobs, reply: yes}}\n  shared_memory:\n    - {{name: jobs.reply.12, size: 1MB}}\n{p}"),
+            "6:14: shared memory name 'jobs.reply.12' clashes with channel 'jobs' (at line 4, column 14): HYDRA_IPC_JOBS_REPLY_12 is one of the reply variables of channel 'jobs' (reply: true)",
+        ),
+        (
+            format!("ipc:\n  channels:\n    - {{name: jobs-clients}}\n    - {{name: jobs, reply: true}}\n{p}"),
+            "5:14: channel name 'jobs' clashes with channel 'jobs-clients' (at line 4, column 14): HYDRA_IPC_JOBS_CLIENTS would be one of the reply variables of channel 'jobs' (reply: true)",
         ),
     ];
     let wrong: Vec<String> = cases
