@@ -644,11 +644,25 @@ fn ipc(check: &Checker<'_>, raw: &IpcRaw, known: &Known) -> Result<IpcDef, Confi
         let name = check.name("channel name", name_text)?;
         seen.first(check, "channel", name_text)?;
         let capacity = match &c.capacity {
-            Some(t) => check.positive("capacity", t)?,
+            Some(t) => check.int(
+                "capacity",
+                t,
+                1..=i64::from(crate::ipc::queue::MAX_CAPACITY),
+                &format!(
+                    "a number of messages from 1 to {}",
+                    crate::ipc::queue::MAX_CAPACITY
+                ),
+            )? as u32,
             None => CHANNEL_CAPACITY,
         };
         let max_message = match &c.max_message {
-            Some(t) => check.size("max_message", t)?,
+            Some(t) => {
+                let size = check.size("max_message", t)?;
+                if size == 0 || size > crate::ipc::queue::MAX_MESSAGE as u64 {
+                    return Err(check.expected("max_message", t, "a size from 1B to 16MiB"));
+                }
+                size
+            }
             None => CHANNEL_MAX_MESSAGE,
         };
         let reply = match &c.reply {

@@ -65,7 +65,7 @@ const HEADER: usize = 4096;
 /// Offset of the message in a slot (after the state word and the length).
 const DATA: usize = 16;
 pub const MAX_CAPACITY: u32 = 1 << 20;
-const MAX_MESSAGE: usize = 16 << 20;
+pub const MAX_MESSAGE: usize = 16 << 20;
 
 // Header offsets; the hot words sit on cache lines of their own.
 const OFF_MAGIC: usize = 0;

@@ -883,7 +883,15 @@ fn errors() {
         // IPC values.
         (
             format!("ipc:\n  channels:\n    - {{name: q, capacity: 0}}\n{p}"),
-            "4:27: capacity: expected a whole number of at least 1, found '0'",
+            "4:27: capacity: expected a number of messages from 1 to 1048576, found '0'",
+        ),
+        (
+            format!("ipc:\n  channels:\n    - {{name: q, capacity: 2000000}}\n{p}"),
+            "4:27: capacity: expected a number of messages from 1 to 1048576, found '2000000'",
+        ),
+        (
+            format!("ipc:\n  channels:\n    - {{name: q, max_message: 32MB}}\n{p}"),
+            "4:30: max_message: expected a size from 1B to 16MiB, found '32MB'",
         ),
         (
             format!("ipc:\n  channels:\n    - {{name: q}}\n    - {{name: q}}\n{p}"),
