@@ -4,6 +4,7 @@
 pub mod exec;
 pub mod gc;
 pub mod info;
+pub mod ipc;
 pub mod lifecycle;
 pub mod logs;
 pub mod ports;
@@ -45,6 +46,9 @@ pub enum Command {
     Down(lifecycle::DownArgs),
     /// Remove what crashed hydra processes left behind (cgroups, state).
     Gc(gc::GcArgs),
+    /// Messages on the channels the YAML declares: send, recv, request, serve (inside a
+    /// process); a container's channel counters (stats, on the host).
+    Ipc(ipc::IpcArgs),
 }
 
 /// Exit code for hydra's own failures.
@@ -56,6 +60,12 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    if cli.command.only_reports() {
+        // A reader that goes away (`hydra ps | head`) ends a report quietly, as with any Unix
+        // tool, instead of making println! panic. Commands that supervise keep SIGPIPE ignored.
+        // SAFETY: resetting one signal's disposition to its default.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Info(args) => info::run(args),
@@ -68,14 +78,39 @@ pub fn main() -> i32 {
         Command::Stop(args) => lifecycle::stop(args),
         Command::Down(args) => lifecycle::down(args),
         Command::Gc(args) => gc::run(args),
+        Command::Ipc(args) => ipc::run(args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hydra: {e:#}");
+            eprintln!("hydra: {}", one_line(&e));
             EXIT_HYDRA_FAILED
         }
     }
+}
+
+impl Command {
+    /// Commands that only print what they read (no process of theirs to look after).
+    fn only_reports(&self) -> bool {
+        matches!(
+            self,
+            Command::Info(_) | Command::Ps(_) | Command::Logs(_) | Command::Ports(_)
+        )
+    }
+}
+
+/// An error and its causes on one line, leaving out a cause whose text the line already holds
+/// (many errors carry their source in their own message too).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// `--help`/`--version` print as usual; a usage error is one line, exit 125.
@@ -95,5 +130,20 @@ fn usage_error(e: clap::Error) -> i32 {
             eprintln!("hydra: error: {first}");
             EXIT_HYDRA_FAILED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("opening the queue: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let e = anyhow::Error::new(Outer(std::io::Error::other("bad magic"))).context("up");
+        assert_eq!(super::one_line(&e), "up: opening the queue: bad magic");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::one_line(&plain), "outer: inner");
     }
 }

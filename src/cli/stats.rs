@@ -1,5 +1,6 @@
 //! `hydra stats [NAME] [--no-stream] [--json]`: CPU, memory, pids, OOM kills, restarts and block
-//! I/O per process and per container, read from the cgroups, like `docker stats`.
+//! I/O per process and per container, read from the cgroups, like `docker stats`. A container
+//! with IPC channels also gets their counters (a second table; `ipc` in its JSON row).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Serialize;
 
+use super::ipc::{self, ChannelRow};
 use crate::cgroups::stats::{self, Sample};
 use crate::config::units::format_size;
 use crate::kernel::control::{self, Request};
@@ -32,6 +34,8 @@ struct Target {
     dirs: Vec<PathBuf>,
     /// The processes whose network counters make up the row.
     pids: Vec<i32>,
+    /// The container's state directory (container rows only): where its channels are found.
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +53,9 @@ struct Row {
     /// Bytes received and sent on the process's own interfaces (`None`: host network).
     net_rx_bytes: Option<u64>,
     net_tx_bytes: Option<u64>,
+    /// The container's IPC queues (container rows of containers that declare any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ipc: Vec<ChannelRow>,
 }
 
 fn containers(name: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
@@ -83,6 +90,7 @@ fn targets(name: Option<&str>) -> anyhow::Result<Vec<Target>> {
             restarts: reply.processes.iter().map(|p| p.restarts).sum(),
             dirs: parents,
             pids: reply.processes.iter().filter_map(|p| p.pid).collect(),
+            state_dir: Some(dir.clone()),
         });
         all.extend(reply.processes.into_iter().map(|p| Target {
             container: container.clone(),
@@ -90,6 +98,7 @@ fn targets(name: Option<&str>) -> anyhow::Result<Vec<Target>> {
             restarts: p.restarts,
             dirs: p.cgroups,
             pids: p.pid.into_iter().collect(),
+            state_dir: None,
         }));
     }
     Ok(all)
@@ -123,6 +132,13 @@ fn rows(targets: &[Target], before: &[Sample], gap: Duration) -> Vec<Row> {
                 io_write_bytes: now.io_write_bytes,
                 net_rx_bytes: own_net.then_some(rx),
                 net_tx_bytes: own_net.then_some(tx),
+                // Counters that cannot be read (the supervisor just went) are not shown; `hydra
+                // ipc stats NAME` says why.
+                ipc: t
+                    .state_dir
+                    .as_deref()
+                    .and_then(|d| ipc::container_channels(d).ok())
+                    .unwrap_or_default(),
             }
         })
         .collect()
@@ -172,6 +188,14 @@ fn table(rows: &[Row]) -> String {
             },
         ));
     }
+    let channels: Vec<(Option<&str>, &ChannelRow)> = rows
+        .iter()
+        .flat_map(|r| r.ipc.iter().map(|c| (Some(r.container.as_str()), c)))
+        .collect();
+    if !channels.is_empty() {
+        out.push('\n');
+        out.push_str(&ipc::table(&channels));
+    }
     out
 }
 
@@ -179,9 +203,9 @@ pub fn run(args: StatsArgs) -> anyhow::Result<i32> {
     if args.json || args.no_stream {
         let rows = sample(&targets(args.name.as_deref())?, Duration::from_millis(500));
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&rows)?);
+            ipc::print_out(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
         } else {
-            print!("{}", table(&rows));
+            ipc::print_out(&table(&rows))?;
         }
         return Ok(0);
     }
