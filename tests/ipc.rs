@@ -120,22 +120,34 @@ processes:
     assert_ne!(seen[0], seen[1], "both clients have one index\n{out}");
 }
 
+/// How many messages the bulk test sends: a million, unless `HYDRA_TEST_IPC_MESSAGES` says
+/// otherwise (`make vm-test` runs under software emulation, some thirty times slower).
+fn bulk_messages() -> u64 {
+    std::env::var("HYDRA_TEST_IPC_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
 #[test]
 fn a_million_messages_arrive_complete_and_in_order() {
     require_root();
+    let n = bulk_messages();
     let app = App::new(
         "ipc-bulk",
-        "\
+        &format!(
+            "\
 ipc:
   channels:
-    - {name: bulk, senders: [tx], receivers: [rx]}
+    - {{name: bulk, senders: [tx], receivers: [rx]}}
 processes:
-  - {name: tx, command: ['sh', '-c', 'seq 1000000 | hydra ipc send bulk - && echo sent']}
+  - {{name: tx, command: ['sh', '-c', 'seq {n} | hydra ipc send bulk - && echo sent']}}
   - name: rx
-    command: ['sh', '-c', 'hydra ipc recv bulk --count 1000000 --timeout 15s | md5sum; echo received; sleep 1000']
-",
+    command: ['sh', '-c', 'hydra ipc recv bulk --count {n} --timeout 15s | md5sum; echo received; sleep 1000']
+"
+        ),
     );
-    let want = host_cmd("sh", &["-c", "seq 1 1000000 | md5sum"]);
+    let want = host_cmd("sh", &["-c", &format!("seq 1 {n} | md5sum")]);
     let want = want.split_whitespace().next().expect("md5sum output");
     app.up_detached();
     let rx = wait_for_log(&app, "rx", Duration::from_secs(18), |l| {
@@ -148,17 +160,21 @@ processes:
     let stats = ipc_stats(&app);
     let bulk = queue(&stats, "bulk");
     assert_eq!(bulk["kind"], "channel", "{bulk}");
-    assert_eq!(count(bulk, "sent_messages"), 1_000_000, "{bulk}");
-    assert_eq!(count(bulk, "received_messages"), 1_000_000, "{bulk}");
+    assert_eq!(count(bulk, "sent_messages"), n, "{bulk}");
+    assert_eq!(count(bulk, "received_messages"), n, "{bulk}");
     assert_eq!(count(bulk, "depth"), 0, "{bulk}");
-    // `seq 1000000` is 6,888,896 bytes with its newlines, 6,888,896 − 1,000,000 without.
-    assert_eq!(count(bulk, "sent_bytes"), 5_888_896, "{bulk}");
-    assert_eq!(count(bulk, "received_bytes"), 5_888_896, "{bulk}");
+    // The digits of 1..=n, without the newlines (5,888,896 bytes for a million).
+    let digits: u64 = (1..=n).map(|i| i.to_string().len() as u64).sum();
+    assert_eq!(count(bulk, "sent_bytes"), digits, "{bulk}");
+    assert_eq!(count(bulk, "received_bytes"), digits, "{bulk}");
     // The table, and `hydra stats` with the channel under the processes.
     let table = Hydra::bare().args(["ipc", "stats", &app.name]).output();
     table.assert_ok();
     assert!(table.lines()[0].starts_with("CHANNEL"), "{table}");
-    table.assert_stdout_contains("1000000 / 5.6 MiB");
+    table.assert_stdout_contains(&format!(
+        "{n} / {}",
+        hydra::config::units::format_size(digits)
+    ));
     let rows = app.stats();
     let container = rows
         .iter()
@@ -169,7 +185,7 @@ processes:
             queue(container["ipc"].as_array().expect("ipc"), "bulk"),
             "sent_messages"
         ),
-        1_000_000,
+        n,
         "{container}"
     );
     let top = Hydra::bare()
@@ -179,7 +195,7 @@ processes:
     assert!(
         top.lines()
             .iter()
-            .any(|l| l.starts_with(&app.name) && l.contains("bulk") && l.contains("1000000")),
+            .any(|l| l.starts_with(&app.name) && l.contains("bulk") && l.contains(&n.to_string())),
         "{top}"
     );
     app.down().assert_ok();
