@@ -6,7 +6,7 @@ CARGO ?= cargo
 LOCKED := $(if $(wildcard Cargo.lock),--locked,)
 SNAPSHOT := hack/.cache/host-before-test.txt
 
-.PHONY: all deps deps-bench deps-vm rootfs build lint test vm-test demo bench-start bench-up bench-net bench clean-host
+.PHONY: all deps deps-bench deps-vm rootfs build lint test vm-test demo bench-start bench-up bench-net bench-ipc bench clean-host
 
 all: build
 
@@ -53,6 +53,9 @@ bench-up: deps-bench rootfs
 
 bench-net: deps-bench rootfs
 	hack/bench-net.sh
+
+bench-ipc: deps-bench
+	hack/bench-ipc.sh
 
 bench: deps-bench rootfs
 	hack/bench.sh

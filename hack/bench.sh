@@ -5,3 +5,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 hack/bench-start.sh
 hack/bench-up.sh
 hack/bench-net.sh
+hack/bench-ipc.sh

@@ -14,7 +14,8 @@
 //! moves the head on (helped likewise), copies the message out and frees the slot for the next
 //! lap (position + capacity). Neither the sender nor the receiver makes a system call unless
 //! the queue is full or empty and someone must sleep or be woken (futex words with waiter
-//! counts, Dekker-style with SeqCst fences).
+//! counts, Dekker-style: every state-word swap, the waiter counts and the sleepers' checks are
+//! SeqCst, so either the waker sees the waiter or the sleeper sees the change; no fence).
 //!
 //! A peer that dies between claim and publish leaves a slot in `writing` (or `reading`). Each
 //! opener holds an OFD write lock on one byte (its token) of its own open file description of
@@ -28,7 +29,7 @@
 //! stall (until a timeout), never make another process crash or read out of bounds.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -115,6 +116,28 @@ fn word_token(w: u64) -> u32 {
 /// `slot_pos - pos` as a signed distance in the 40-bit position space.
 fn distance(slot_pos: u64, pos: u64) -> i64 {
     (((slot_pos.wrapping_sub(pos)) & POS_MASK) << 24) as i64 >> 24
+}
+
+/// How long a blocking call polls before it sleeps: waking a sleeping CPU costs tens of
+/// microseconds on a VM, a peer that answers within this never pays it.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
+/// Polls `ready` for up to `SPIN_BEFORE_SLEEP`, once per blocking call (`spun` remembers);
+/// whether it became ready.
+fn spun_once(spun: &mut bool, ready: impl Fn() -> bool) -> bool {
+    if std::mem::replace(spun, true) {
+        return false;
+    }
+    let start = Instant::now();
+    while start.elapsed() < SPIN_BEFORE_SLEEP {
+        for _ in 0..64 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    false
 }
 
 /// Bounds every retry loop: a scribbling peer must not make us spin forever.
@@ -333,21 +356,21 @@ impl Queue {
                 if word_state(w) != FREE {
                     // Claimed for this lap already: help the tail on.
                     let _ =
-                        tail.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                        tail.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
                     continue;
                 }
                 let claimed = word(pos, WRITING, self.token);
                 if slot
-                    .compare_exchange(w, claimed, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(w, claimed, Ordering::SeqCst, Ordering::Relaxed)
                     .is_err()
                 {
                     continue;
                 }
-                let _ = tail.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                let _ = tail.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
                 self.write_slot(pos, msg);
                 let ready = word(pos, READY, 0);
                 if slot
-                    .compare_exchange(claimed, ready, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(claimed, ready, Ordering::SeqCst, Ordering::Relaxed)
                     .is_err()
                 {
                     return Err(QueueError::Dropped);
@@ -364,7 +387,7 @@ impl Queue {
                     && self.claim_dead(w)
                 {
                     let freed = word(word_pos(w) + self.geo.capacity, FREE, 0);
-                    let _ = slot.compare_exchange(w, freed, Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = slot.compare_exchange(w, freed, Ordering::SeqCst, Ordering::Relaxed);
                     continue;
                 }
                 if tail.load(Ordering::Acquire) == pos {
@@ -409,6 +432,7 @@ impl Queue {
 
     fn send_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), QueueError> {
         let mut full_counted = false;
+        let mut spun = false;
         loop {
             match self.try_send(msg) {
                 Err(QueueError::Full) => {}
@@ -417,6 +441,9 @@ impl Queue {
             if !full_counted {
                 self.count(OFF_FULL, 1);
                 full_counted = true;
+            }
+            if spun_once(&mut spun, || self.has_room()) {
+                continue;
             }
             let recheck = self.stalled_at(OFF_TAIL, READING);
             self.sleep(OFF_NOT_FULL, OFF_SEND_WAITERS, deadline, recheck, || {
@@ -437,8 +464,8 @@ impl Queue {
     }
 
     fn has_room(&self) -> bool {
-        let pos = self.u64_at(OFF_TAIL).load(Ordering::Acquire);
-        let w = self.state_word(pos).load(Ordering::Acquire);
+        let pos = self.u64_at(OFF_TAIL).load(Ordering::SeqCst);
+        let w = self.state_word(pos).load(Ordering::SeqCst);
         distance(word_pos(w), pos) >= 0
     }
 
@@ -459,7 +486,7 @@ impl Queue {
             }
             if d > 0 {
                 // Consumed already (next lap's position): the head is stale; help it on.
-                let _ = head.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                let _ = head.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
                 continue;
             }
             match word_state(w) {
@@ -476,18 +503,18 @@ impl Queue {
                         return Ok(false);
                     }
                     let skipped = word(pos, SKIPPED, 0);
-                    let _ = slot.compare_exchange(w, skipped, Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = slot.compare_exchange(w, skipped, Ordering::SeqCst, Ordering::Relaxed);
                 }
                 SKIPPED => {
                     let next = word(pos + self.geo.capacity, FREE, 0);
                     if slot
-                        .compare_exchange(w, next, Ordering::AcqRel, Ordering::Relaxed)
+                        .compare_exchange(w, next, Ordering::SeqCst, Ordering::Relaxed)
                         .is_ok()
                     {
                         let _ = head.compare_exchange(
                             pos,
                             pos + 1,
-                            Ordering::AcqRel,
+                            Ordering::SeqCst,
                             Ordering::Relaxed,
                         );
                         self.wake(OFF_NOT_FULL, OFF_SEND_WAITERS);
@@ -496,18 +523,18 @@ impl Queue {
                 READY => {
                     let claimed = word(pos, READING, self.token);
                     if slot
-                        .compare_exchange(w, claimed, Ordering::AcqRel, Ordering::Relaxed)
+                        .compare_exchange(w, claimed, Ordering::SeqCst, Ordering::Relaxed)
                         .is_err()
                     {
                         continue;
                     }
                     let _ =
-                        head.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                        head.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
                     self.read_slot(pos, buf);
                     let next = word(pos + self.geo.capacity, FREE, 0);
                     // A failure means a sender took us for dead and freed the slot already.
                     let _ =
-                        slot.compare_exchange(claimed, next, Ordering::AcqRel, Ordering::Relaxed);
+                        slot.compare_exchange(claimed, next, Ordering::SeqCst, Ordering::Relaxed);
                     self.count(OFF_RECEIVED, 1);
                     self.count(OFF_RECEIVED_BYTES, buf.len() as u64);
                     self.wake(OFF_NOT_FULL, OFF_SEND_WAITERS);
@@ -516,7 +543,7 @@ impl Queue {
                 READING => {
                     // Another receiver has it: help the head on.
                     let _ =
-                        head.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                        head.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
                 }
                 _ => return Err(QueueError::Corrupt),
             }
@@ -564,9 +591,13 @@ impl Queue {
     }
 
     fn recv_until(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<bool, QueueError> {
+        let mut spun = false;
         loop {
             if self.try_recv(buf)? {
                 return Ok(true);
+            }
+            if spun_once(&mut spun, || self.has_message()) {
+                continue;
             }
             let recheck = self.stalled_at(OFF_HEAD, WRITING);
             self.sleep(OFF_NOT_EMPTY, OFF_RECV_WAITERS, deadline, recheck, || {
@@ -604,8 +635,8 @@ impl Queue {
     }
 
     fn has_message(&self) -> bool {
-        let pos = self.u64_at(OFF_HEAD).load(Ordering::Acquire);
-        let w = self.state_word(pos).load(Ordering::Acquire);
+        let pos = self.u64_at(OFF_HEAD).load(Ordering::SeqCst);
+        let w = self.state_word(pos).load(Ordering::SeqCst);
         distance(word_pos(w), pos) > 0 || matches!(word_state(w), READY | SKIPPED | READING)
     }
 
@@ -648,7 +679,6 @@ impl Queue {
         let waiters = self.u32_at(waiters_off);
         waiters.fetch_add(1, Ordering::SeqCst);
         let seen = futex.load(Ordering::SeqCst);
-        fence(Ordering::SeqCst);
         if !ready() {
             // Bounded even without a deadline: a peer may scribble over the word, or die.
             futex_wait(futex, seen, timeout);
@@ -660,7 +690,6 @@ impl Queue {
     /// Wakes the sleepers on `word_off`, if its waiter count says there are any: no system call
     /// otherwise.
     fn wake(&self, word_off: usize, waiters_off: usize) {
-        fence(Ordering::SeqCst);
         if self.u32_at(waiters_off).load(Ordering::SeqCst) == 0 {
             return;
         }

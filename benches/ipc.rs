@@ -1,0 +1,509 @@
+//! `make bench-ipc`: hydra's queue against the kernel IPC a user would otherwise pick, between two
+//! processes pinned to CPU 0 and CPU 1: one-way latency (half a ping-pong round trip; median and
+//! p99) and one-way throughput, for 64 B, 1 KiB and 64 KiB messages; plus the floor, the time
+//! one cache line takes from one core to the other. Prints a markdown table (and the targets'
+//! verdicts); hack/bench-ipc.sh puts it in docs/benchmarks.md.
+//!
+//! Every payload carries its sequence number, checked on arrival: a transport that loses,
+//! repeats or corrupts a message fails the run.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hydra::ipc::queue::Queue;
+
+const SIZES: [usize; 3] = [64, 1024, 65536];
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this process.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+    }
+}
+
+fn check(ret: isize, what: &str) -> usize {
+    if ret < 0 {
+        panic!("{what}: {}", std::io::Error::last_os_error());
+    }
+    ret as usize
+}
+
+/// One direction of a transport.
+trait End {
+    fn send(&mut self, msg: &[u8]);
+    /// Fills `buf` with the next message of `len` bytes.
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize);
+}
+
+/// Byte streams (pipes, stream sockets): a message is `len` bytes read in full.
+struct Stream(RawFd);
+
+impl End for Stream {
+    fn send(&mut self, msg: &[u8]) {
+        let mut off = 0;
+        while off < msg.len() {
+            // SAFETY: write from a live buffer.
+            off += check(
+                unsafe { libc::write(self.0, msg[off..].as_ptr().cast(), msg.len() - off) },
+                "write",
+            );
+        }
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) {
+        buf.resize(len, 0);
+        let mut off = 0;
+        while off < len {
+            // SAFETY: read into a live buffer of len bytes.
+            let n = check(
+                unsafe { libc::read(self.0, buf[off..].as_mut_ptr().cast(), len - off) },
+                "read",
+            );
+            assert!(n > 0, "stream closed");
+            off += n;
+        }
+    }
+}
+
+/// Datagrams and message queues: a message is one send.
+struct Dgram(RawFd);
+
+impl End for Dgram {
+    fn send(&mut self, msg: &[u8]) {
+        // SAFETY: send from a live buffer.
+        check(
+            unsafe { libc::send(self.0, msg.as_ptr().cast(), msg.len(), 0) },
+            "send",
+        );
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) {
+        buf.resize(len, 0);
+        // SAFETY: recv into a live buffer.
+        let n = check(
+            unsafe { libc::recv(self.0, buf.as_mut_ptr().cast(), len, 0) },
+            "recv",
+        );
+        assert_eq!(n, len, "short datagram");
+    }
+}
+
+struct Mq(libc::mqd_t);
+
+impl End for Mq {
+    fn send(&mut self, msg: &[u8]) {
+        // SAFETY: mq_send from a live buffer.
+        check(
+            unsafe { libc::mq_send(self.0, msg.as_ptr().cast(), msg.len(), 0) } as isize,
+            "mq_send",
+        );
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) {
+        buf.resize(len.max(8192), 0);
+        // SAFETY: mq_receive into a buffer of at least the queue's message size.
+        let n = check(
+            unsafe {
+                libc::mq_receive(
+                    self.0,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    std::ptr::null_mut(),
+                )
+            },
+            "mq_receive",
+        );
+        buf.truncate(n);
+    }
+}
+
+struct Hydra {
+    queue: Queue,
+    spin: bool,
+}
+
+impl End for Hydra {
+    fn send(&mut self, msg: &[u8]) {
+        let sent = if self.spin {
+            self.queue.send_spin(msg)
+        } else {
+            self.queue.send(msg)
+        };
+        sent.expect("queue send");
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>, _len: usize) {
+        let got = if self.spin {
+            self.queue.recv_spin(buf)
+        } else {
+            self.queue.recv(buf)
+        };
+        got.expect("queue recv");
+    }
+}
+
+/// A transport: how to make the two directions, in the parent before the fork, as
+/// (parent's ends, child's ends) = ((to child, from child), (to parent, from parent)).
+type Pair = (Box<dyn End>, Box<dyn End>);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    HydraSpin,
+    HydraBlocking,
+    Pipe,
+    UnixStream,
+    UnixDgram,
+    PosixMq,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::HydraSpin => "hydra queue, spin",
+            Kind::HydraBlocking => "hydra queue, blocking (futex)",
+            Kind::Pipe => "pipe",
+            Kind::UnixStream => "Unix stream socket",
+            Kind::UnixDgram => "Unix datagram socket",
+            Kind::PosixMq => "POSIX message queue",
+        }
+    }
+
+    /// Why this size cannot be measured, if it cannot.
+    fn unsupported(self, size: usize) -> Option<String> {
+        if self == Kind::PosixMq {
+            let max: usize = std::fs::read_to_string("/proc/sys/fs/mqueue/msgsize_max")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(8192);
+            if size > max {
+                return Some(format!("n/a (msgsize_max {max})"));
+            }
+        }
+        None
+    }
+
+    /// (parent side: send, recv), (child side: send, recv).
+    fn make(self, size: usize) -> (Pair, Pair) {
+        match self {
+            Kind::HydraSpin | Kind::HydraBlocking => {
+                let spin = self == Kind::HydraSpin;
+                let a = Queue::create("bench-a", 256, size).expect("queue");
+                let b = Queue::create("bench-b", 256, size).expect("queue");
+                let open = |fd: &OwnedFd| -> Box<dyn End> {
+                    Box::new(Hydra {
+                        queue: Queue::open(fd.as_fd()).expect("open"),
+                        spin,
+                    })
+                };
+                // Leaked so the fds outlive both sides (each side opens its own handle).
+                let pair = ((open(&a), open(&b)), (open(&b), open(&a)));
+                std::mem::forget((a, b));
+                pair
+            }
+            Kind::Pipe => {
+                let (a_r, a_w) = pipe();
+                let (b_r, b_w) = pipe();
+                (
+                    (Box::new(Stream(a_w)), Box::new(Stream(b_r))),
+                    (Box::new(Stream(b_w)), Box::new(Stream(a_r))),
+                )
+            }
+            Kind::UnixStream | Kind::UnixDgram => {
+                let kind = if self == Kind::UnixStream {
+                    libc::SOCK_STREAM
+                } else {
+                    libc::SOCK_DGRAM
+                };
+                let (p, c) = socketpair(kind);
+                if self == Kind::UnixStream {
+                    (
+                        (Box::new(Stream(p)), Box::new(Stream(p))),
+                        (Box::new(Stream(c)), Box::new(Stream(c))),
+                    )
+                } else {
+                    (
+                        (Box::new(Dgram(p)), Box::new(Dgram(p))),
+                        (Box::new(Dgram(c)), Box::new(Dgram(c))),
+                    )
+                }
+            }
+            Kind::PosixMq => {
+                let a = mq(&format!("/hydra-bench-a-{}", std::process::id()), size);
+                let b = mq(&format!("/hydra-bench-b-{}", std::process::id()), size);
+                (
+                    (Box::new(Mq(a)), Box::new(Mq(b))),
+                    (Box::new(Mq(b)), Box::new(Mq(a))),
+                )
+            }
+        }
+    }
+}
+
+fn pipe() -> (RawFd, RawFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two fds.
+    check(unsafe { libc::pipe(fds.as_mut_ptr()) } as isize, "pipe");
+    // 64 KiB messages fit whole.
+    // SAFETY: fcntl on our pipe.
+    unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 1 << 20) };
+    (fds[0], fds[1])
+}
+
+fn socketpair(kind: libc::c_int) -> (RawFd, RawFd) {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair fills two fds.
+    check(
+        unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } as isize,
+        "socketpair",
+    );
+    let big: libc::c_int = 4 << 20;
+    for fd in fds {
+        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+            // SAFETY: setsockopt with an int (capped by the host's limits; not changed here).
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&big as *const libc::c_int).cast(),
+                    4,
+                )
+            };
+        }
+    }
+    (fds[0], fds[1])
+}
+
+fn mq(name: &str, size: usize) -> libc::mqd_t {
+    let c = CString::new(name).expect("mq name");
+    let max: libc::c_long = std::fs::read_to_string("/proc/sys/fs/mqueue/msg_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(10);
+    // SAFETY: mq_attr is plain data.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    attr.mq_maxmsg = max;
+    attr.mq_msgsize = size.max(8) as libc::c_long;
+    // SAFETY: mq_open with a NUL-terminated name and an attr on this stack; unlinked at once,
+    // the descriptor keeps it.
+    let q = unsafe {
+        libc::mq_open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+            &mut attr as *mut libc::mq_attr,
+        )
+    };
+    check(q as isize, "mq_open");
+    // SAFETY: as above.
+    unsafe { libc::mq_unlink(c.as_ptr()) };
+    q
+}
+
+fn message(seq: u64, size: usize) -> Vec<u8> {
+    let mut m = vec![(seq % 251) as u8; size];
+    m[..8].copy_from_slice(&seq.to_le_bytes());
+    m
+}
+
+fn seq_of(m: &[u8], size: usize) -> u64 {
+    assert_eq!(m.len(), size, "message of the wrong size");
+    let seq = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
+    assert!(
+        m[8..].iter().all(|&b| b == (seq % 251) as u8),
+        "message {seq} corrupted"
+    );
+    seq
+}
+
+/// Runs `child` in a forked process pinned to CPU 1 (this one on CPU 0); waits for it.
+fn with_child(child: impl FnOnce()) -> impl FnOnce() {
+    // SAFETY: the bench is single-threaded; the child runs `child` and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        pin(1);
+        child();
+        // SAFETY: leave without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    pin(0);
+    move || {
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child failed"
+        );
+    }
+}
+
+struct Figures {
+    median_ns: f64,
+    p99_ns: f64,
+    msgs_per_s: f64,
+    mb_per_s: f64,
+}
+
+fn measure(kind: Kind, size: usize) -> Figures {
+    let (rounds, stream) = match size {
+        64 => (100_000, 1_000_000),
+        1024 => (50_000, 500_000),
+        _ => (5_000, 20_000),
+    };
+    // Latency: ping-pong.
+    let ((mut to_child, mut from_child), (mut to_parent, mut from_parent)) = kind.make(size);
+    let wait = with_child(move || {
+        let mut buf = Vec::new();
+        for seq in 0..rounds + 1000 {
+            from_parent.recv(&mut buf, size);
+            assert_eq!(seq_of(&buf, size), seq);
+            to_parent.send(&buf);
+        }
+    });
+    let mut buf = Vec::new();
+    let mut rtts = Vec::with_capacity(rounds as usize);
+    for seq in 0..rounds + 1000 {
+        let msg = message(seq, size);
+        let t0 = Instant::now();
+        to_child.send(&msg);
+        from_child.recv(&mut buf, size);
+        if seq >= 1000 {
+            rtts.push(t0.elapsed().as_nanos() as f64);
+        }
+        assert_eq!(seq_of(&buf, size), seq);
+    }
+    wait();
+    drop((to_child, from_child));
+    rtts.sort_by(|a, b| a.total_cmp(b));
+    let median_ns = rtts[rtts.len() / 2] / 2.0;
+    let p99_ns = rtts[rtts.len() * 99 / 100] / 2.0;
+    // Throughput: a stream one way, then one reply when all arrived.
+    let ((mut to_child, mut from_child), (mut to_parent, mut from_parent)) = kind.make(size);
+    let wait = with_child(move || {
+        let mut buf = Vec::new();
+        for seq in 0..stream {
+            from_parent.recv(&mut buf, size);
+            assert_eq!(seq_of(&buf, size), seq, "lost or reordered");
+        }
+        to_parent.send(&message(u64::MAX, size));
+    });
+    let t0 = Instant::now();
+    for seq in 0..stream {
+        to_child.send(&message(seq, size));
+    }
+    from_child.recv(&mut buf, size);
+    let secs = t0.elapsed().as_secs_f64();
+    wait();
+    Figures {
+        median_ns,
+        p99_ns,
+        msgs_per_s: stream as f64 / secs,
+        mb_per_s: stream as f64 * size as f64 / secs / 1e6,
+    }
+}
+
+/// The floor: a cache line bounced between the two cores (one-way = half a round trip).
+fn cache_line_ns() -> f64 {
+    // SAFETY: an anonymous shared mapping of one page, unmapped by the process exits.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(page, libc::MAP_FAILED);
+    // SAFETY: the page is aligned, zeroed and lives as long as both processes.
+    let word: &'static AtomicU64 = unsafe { &*(page as *const AtomicU64) };
+    const ROUNDS: u64 = 1_000_000;
+    let wait = with_child(move || {
+        for i in 0..ROUNDS {
+            while word.load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            word.store(2 * i + 2, Ordering::Release);
+        }
+    });
+    let t0 = Instant::now();
+    for i in 0..ROUNDS {
+        word.store(2 * i + 1, Ordering::Release);
+        while word.load(Ordering::Acquire) != 2 * i + 2 {
+            std::hint::spin_loop();
+        }
+    }
+    let ns = t0.elapsed().as_nanos() as f64 / ROUNDS as f64 / 2.0;
+    wait();
+    ns
+}
+
+fn main() {
+    let kinds = [
+        Kind::HydraSpin,
+        Kind::HydraBlocking,
+        Kind::Pipe,
+        Kind::UnixStream,
+        Kind::UnixDgram,
+        Kind::PosixMq,
+    ];
+    let floor = cache_line_ns();
+    println!("| transport | size | one-way latency median µs | p99 µs | msgs/s | MB/s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| cache line core 0 → core 1 (the floor) | 8 B | {:.3} | | | |",
+        floor / 1000.0
+    );
+    let mut results = Vec::new();
+    for size in SIZES {
+        for kind in kinds {
+            let label = if size >= 1024 {
+                format!("{} KiB", size / 1024)
+            } else {
+                format!("{size} B")
+            };
+            if let Some(why) = kind.unsupported(size) {
+                println!("| {} | {label} | {why} | | | |", kind.name());
+                continue;
+            }
+            let f = measure(kind, size);
+            println!(
+                "| {} | {label} | {:.2} | {:.2} | {:.0} | {:.0} |",
+                kind.name(),
+                f.median_ns / 1000.0,
+                f.p99_ns / 1000.0,
+                f.msgs_per_s,
+                f.mb_per_s
+            );
+            results.push((kind, size, f));
+        }
+    }
+    let get = |k: Kind, s: usize| {
+        results
+            .iter()
+            .find(|(kind, size, _)| *kind == k && *size == s)
+            .map(|(_, _, f)| f)
+            .expect("measured")
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let spin = get(Kind::HydraSpin, 64);
+    let blocking = get(Kind::HydraBlocking, 64);
+    let unix = get(Kind::UnixStream, 64);
+    let ratio = spin.msgs_per_s / unix.msgs_per_s;
+    println!();
+    println!(
+        "- Targets (issue 5): 64 B throughput ≥ 10 × the Unix stream socket's: {ratio:.1} ×, {}; \
+         blocking round trip ≤ the Unix socket's: {:.2} µs against {:.2} µs, {}; busy-poll one-way \
+         latency within 3 × the core-to-core floor: {:.3} µs against 3 × {:.3} µs, {}.",
+        verdict(ratio >= 10.0),
+        2.0 * blocking.median_ns / 1000.0,
+        2.0 * unix.median_ns / 1000.0,
+        verdict(blocking.median_ns <= unix.median_ns),
+        spin.median_ns / 1000.0,
+        floor / 1000.0,
+        verdict(spin.median_ns <= 3.0 * floor),
+    );
+}
