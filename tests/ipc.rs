@@ -11,23 +11,6 @@ use serde_json::Value;
 use std::fs;
 use std::time::{Duration, Instant};
 
-/// What `process` printed in a foreground `up` (its `name | line` lines, without the prefix).
-fn said(out: &Output, process: &str) -> Vec<String> {
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once(" | "))
-        .filter(|(name, _)| name.trim_end() == process)
-        .map(|(_, line)| line.trim_end().to_string())
-        .collect()
-}
-
-/// `hydra up -f` in the foreground: every process runs to its end.
-fn up_foreground(app: &App) -> Output {
-    let out = Hydra::bare().args(["up", "-f"]).arg(app.file()).output();
-    out.assert_ok();
-    out
-}
-
 /// The log of one process of a detached container (`hydra logs NAME/PROC`).
 fn log_of(app: &App, process: &str) -> String {
     let out = Hydra::bare()
@@ -101,7 +84,7 @@ processes:
         done
 ",
     );
-    let out = up_foreground(&app);
+    let out = app.up_foreground();
     let mut seen = Vec::new();
     for instance in ["client.0", "client.1"] {
         let lines = said(&out, instance);
@@ -232,7 +215,7 @@ processes:
 "
         ),
     );
-    let out = up_foreground(&app);
+    let out = app.up_foreground();
     assert_eq!(said(&out, "member"), ["ping"], "{out}");
 
     let neighbour = said(&out, "neighbour");

@@ -5,29 +5,12 @@
 
 mod common;
 
+use common::rootless::RootlessUser;
 use common::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// What `process` printed in a foreground `up` (its `name | line` lines, without the prefix).
-fn said(out: &Output, process: &str) -> Vec<String> {
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once(" | "))
-        .filter(|(name, _)| name.trim_end() == process)
-        .map(|(_, line)| line.trim_end().to_string())
-        .collect()
-}
-
-fn up_foreground(app: &App) -> Output {
-    let out = Hydra::bare().args(["up", "-f"]).arg(app.file()).output();
-    out.assert_ok();
-    out
-}
 
 /// Prints the IPC variables (sorted), what each fd among them is, and every fd's target.
 const SHOW: &str = "env | grep ^HYDRA_IPC_ | sort; \
@@ -90,7 +73,7 @@ ipc:
 "
         ),
     );
-    let out = up_foreground(&app);
+    let out = app.up_foreground();
     let listed = said(&out, "listed");
     assert!(listed.contains(&"HYDRA_IPC_JOBS=3".to_string()), "{out}");
     assert!(
@@ -194,7 +177,7 @@ ipc:
 "
         ),
     );
-    let out = up_foreground(&app);
+    let out = app.up_foreground();
     assert_binary_read_only(&said(&out, "user"), &out);
     assert_eq!(binary_fingerprint(&hydra_bin()), before);
 }
@@ -214,7 +197,7 @@ ipc:
 "
         ),
     );
-    let out = up_foreground(&app);
+    let out = app.up_foreground();
     let lines = |p: &str| {
         let mut l = said(&out, p);
         l.sort();
@@ -270,7 +253,7 @@ ipc:
 "
         ),
     );
-    let out = up_foreground(&app);
+    let out = app.up_foreground();
     assert_eq!(said(&out, "writer"), ["written"], "{out}");
     assert_eq!(said(&out, "reader"), ["read hello"], "{out}");
 }
@@ -294,7 +277,7 @@ ipc:
 "
         ),
     );
-    let out = up_foreground(&app);
+    let out = app.up_foreground();
     let writer = said(&out, "writer");
     assert!(writer.contains(&"written".to_string()), "{out}");
     assert!(writer.contains(&"HYDRA_IPC_JOBS=3".to_string()), "{out}");
@@ -307,97 +290,6 @@ ipc:
     assert_eq!(said(&out, "reader"), ["read hello"], "{out}");
     assert_eq!(said(&out, "other"), ["memfds 0"], "{out}");
     assert_eq!(binary_fingerprint(&hydra_bin()), before);
-}
-
-/// useradd/userdel lock /etc/passwd: one at a time within this test binary.
-static USERADD: Mutex<()> = Mutex::new(());
-static N: AtomicUsize = AtomicUsize::new(0);
-
-/// A throw-away user with its own copies of the rootfs and of hydra (as in run_rootless.rs).
-struct RootlessUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-    dir: PathBuf,
-}
-
-impl RootlessUser {
-    fn new() -> RootlessUser {
-        require_root();
-        let name = format!(
-            "hydra-ipc-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let dir = PathBuf::from(format!("/tmp/{name}"));
-        {
-            let _g = USERADD.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = std::process::Command::new("userdel").arg(&name).output();
-            let home = format!("{}/home", dir.display());
-            host_cmd("useradd", &["-M", "-s", "/bin/sh", "-d", &home, &name]);
-        }
-        let mut u = RootlessUser {
-            name: name.clone(),
-            uid: u32::MAX,
-            gid: u32::MAX,
-            dir,
-        };
-        u.uid = host_cmd("id", &["-u", &name]).trim().parse().expect("uid");
-        u.gid = host_cmd("id", &["-g", &name]).trim().parse().expect("gid");
-        let _ = fs::remove_dir_all(&u.dir);
-        fs::create_dir_all(u.dir.join("home")).expect("home");
-        host_cmd(
-            "cp",
-            &[
-                "-a",
-                &rootfs().display().to_string(),
-                &u.dir.join("rootfs").display().to_string(),
-            ],
-        );
-        fs::copy(hydra_bin(), u.hydra()).expect("copying hydra");
-        host_cmd("chmod", &["0755", &u.hydra().display().to_string()]);
-        let owner = format!("{}:{}", u.uid, u.gid);
-        for p in ["rootfs", "home"] {
-            host_cmd(
-                "chown",
-                &["-R", &owner, &u.dir.join(p).display().to_string()],
-            );
-        }
-        u
-    }
-
-    fn hydra(&self) -> PathBuf {
-        self.dir.join("hydra")
-    }
-
-    fn state_root(&self) -> PathBuf {
-        PathBuf::from(format!("/tmp/hydra-{}", self.uid))
-    }
-
-    fn as_user(&self, h: Hydra) -> Hydra {
-        let home = self.dir.join("home").display().to_string();
-        h.program(self.hydra())
-            .user(self.uid, self.gid)
-            .clean_env(&[
-                ("HOME", &home),
-                ("USER", &self.name),
-                ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            ])
-            .state_root(self.state_root())
-    }
-}
-
-impl Drop for RootlessUser {
-    fn drop(&mut self) {
-        if self.uid != u32::MAX {
-            let _ = fs::remove_dir_all(self.state_root());
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-        let _g = USERADD.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = std::process::Command::new("userdel")
-            .arg(&self.name)
-            .output();
-    }
 }
 
 #[test]
@@ -420,7 +312,7 @@ ipc:
   shared_memory:
     - {{name: mem, size: 4096, processes: [writer, reader]}}
 ",
-            u.dir.join("rootfs").display()
+            u.rootfs().display()
         ),
     )
     .expect("writing hydra.yaml");

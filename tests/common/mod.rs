@@ -6,6 +6,8 @@
 //! ([`assert_host_clean`]). Tests that need root call [`require_root`] and fail loudly otherwise.
 #![allow(dead_code)] // each test crate uses a different subset of these helpers
 
+pub mod rootless;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
@@ -944,6 +946,16 @@ pub fn host_cmd(prog: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What `process` printed in a foreground `up` (its `name | line` lines, without the prefix).
+pub fn said(out: &Output, process: &str) -> Vec<String> {
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once(" | "))
+        .filter(|(name, _)| name.trim_end() == process)
+        .map(|(_, line)| line.trim_end().to_string())
+        .collect()
+}
+
 /// A YAML application (`hydra up`) in a temp dir, brought down (and checked clean) when dropped.
 pub struct App {
     pub name: String,
@@ -966,6 +978,13 @@ impl App {
 
     pub fn file(&self) -> PathBuf {
         self.dir.join("hydra.yaml")
+    }
+
+    /// `hydra up -f` in the foreground: every process runs to its end.
+    pub fn up_foreground(&self) -> Output {
+        let out = Hydra::bare().args(["up", "-f"]).arg(self.file()).output();
+        out.assert_ok();
+        out
     }
 
     pub fn up_detached(&self) -> Output {
