@@ -9,6 +9,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod config;
 pub mod fs;
+pub mod image;
 pub mod ipc;
 pub mod kernel;
 pub mod net;

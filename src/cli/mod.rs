@@ -3,8 +3,10 @@
 
 pub mod exec;
 pub mod gc;
+pub mod image;
 pub mod info;
 pub mod ipc;
+pub mod keygen;
 pub mod lifecycle;
 pub mod logs;
 pub mod ports;
@@ -49,6 +51,10 @@ pub enum Command {
     /// Messages on the channels the YAML declares: send, recv, request, serve (inside a
     /// process); a container's channel counters (stats, on the host).
     Ipc(ipc::IpcArgs),
+    /// Pack, unpack or inspect .hcon images.
+    Image(image::ImageArgs),
+    /// Make a key pair for encrypted images (X25519 + ML-KEM-768).
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Exit code for hydra's own failures.
@@ -79,6 +85,8 @@ pub fn main() -> i32 {
         Command::Down(args) => lifecycle::down(args),
         Command::Gc(args) => gc::run(args),
         Command::Ipc(args) => ipc::run(args),
+        Command::Image(args) => image::run(args),
+        Command::Keygen(args) => keygen::run(args),
     };
     match result {
         Ok(code) => code,
