@@ -462,9 +462,9 @@ fn logs_follow_new_output_until_the_container_goes() {
 }
 
 #[test]
-fn what_hydra_cannot_run_yet_is_refused_not_ignored() {
+fn a_missing_image_is_one_line_and_starts_nothing() {
     require_root();
-    // `.hcon` images are the next issue (IPC, once refused here too, now runs: ipc_plumbing.rs).
+    // Running from an image works (run_image.rs); one that is not there is refused up front.
     let name = unique_name("up-hcon");
     let dir = TempDir::new("up-hcon");
     fs::write(
@@ -477,7 +477,7 @@ fn what_hydra_cannot_run_yet_is_refused_not_ignored() {
         .arg(dir.join("hydra.yaml"))
         .output();
     out.assert_code(125);
-    assert!(out.one_stderr_line().contains(".hcon"), "{out}");
+    assert!(out.one_stderr_line().contains("app.hcon"), "{out}");
     assert!(!Path::new("/run/hydra").join(&name).exists());
 }
 

@@ -16,8 +16,20 @@ use crate::security::SecurityLevel;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Root filesystem directory (read-only lower layer).
-    #[arg(long, value_name = "DIR")]
-    pub rootfs: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "image",
+        conflicts_with = "image"
+    )]
+    pub rootfs: Option<PathBuf>,
+    /// A `.hcon` image: verified (and decrypted) whole into hydra's image cache before any of
+    /// it is used, then the read-only lower layer like --rootfs.
+    #[arg(long, value_name = "FILE.hcon")]
+    pub image: Option<PathBuf>,
+    /// The key file that opens an encrypted --image.
+    #[arg(long, value_name = "KEY", requires = "image")]
+    pub key: Option<PathBuf>,
     /// Name of the process (and its container); default run-XXXXXX.
     #[arg(long)]
     pub name: Option<String>,
@@ -121,6 +133,16 @@ impl RunArgs {
     }
 
     /// The process spec these flags describe.
+    /// The lower layer: --rootfs, or --image once verified into the cache.
+    fn root_dir(&self) -> anyhow::Result<PathBuf> {
+        match (&self.rootfs, &self.image) {
+            (Some(dir), _) => Ok(dir.clone()),
+            (None, Some(image)) => crate::image::cache::prepare(image, self.key.as_deref())
+                .with_context(|| format!("image {}", image.display())),
+            (None, None) => Err(anyhow!("--rootfs or --image is needed")),
+        }
+    }
+
     pub fn spec(&self) -> anyhow::Result<ProcessSpec> {
         let name = self.name.clone().unwrap_or_else(random_name);
         check_name(&name)?;
@@ -148,7 +170,7 @@ impl RunArgs {
             container: name.clone(),
             name,
             hostname,
-            rootfs: self.rootfs.clone(),
+            rootfs: self.root_dir()?,
             command: self.command.clone(),
             env,
             workdir: self.workdir.clone(),

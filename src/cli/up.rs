@@ -20,15 +20,21 @@ pub struct UpArgs {
     /// Run the supervisor in the background and return once every process started.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// The private key of an encrypted container.path image (instead of security.key).
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
 }
 
-fn load(file: &std::path::Path) -> anyhow::Result<plan::Plan> {
-    let app = config::load(file).map_err(|e| anyhow!("{e}"))?;
+fn load(file: &std::path::Path, key: Option<PathBuf>) -> anyhow::Result<plan::Plan> {
+    let mut app = config::load(file).map_err(|e| anyhow!("{e}"))?;
+    if key.is_some() {
+        app.security.key = key;
+    }
     plan::plan(&app).map_err(|e| anyhow!("{e}"))
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<i32> {
-    let plan = load(&args.file)?;
+    let plan = load(&args.file, args.key)?;
     // What crashed supervisors left behind goes first (their names may be this one).
     crate::kernel::gc::collect_all();
     if args.detach {

@@ -6,9 +6,10 @@
 //! One concern per file: `keys` (key pairs, key files, key ids), `header` (header and trailer
 //! bytes), `envelope` (the data key and its wrapping per recipient), `chunk` (sealing and
 //! opening chunks), `archive` (filesystem entries as bytes), `fsread`/`fswrite` (entries from
-//! and to a directory tree), `pack`, `unpack`, `inspect`.
+//! and to a directory tree), `pack`, `unpack`, `inspect`, `cache` (verified images shared by runs).
 
 mod archive;
+pub mod cache;
 mod chunk;
 mod envelope;
 mod fsread;

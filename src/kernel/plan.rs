@@ -14,8 +14,19 @@ use crate::net::NetMode;
 
 #[derive(Debug, Error)]
 pub enum PlanError {
-    #[error("{file}: container.path images (.hcon) are not supported yet; use container.rootfs")]
-    Image { file: PathBuf },
+    #[error("{file}: container.path {image}: {source}")]
+    Image {
+        file: PathBuf,
+        image: PathBuf,
+        source: crate::image::ImageError,
+    },
+    #[error("{file}: security.encryption is {declared}, but {image} is encrypted with {actual}")]
+    Encryption {
+        file: PathBuf,
+        image: PathBuf,
+        declared: &'static str,
+        actual: &'static str,
+    },
     #[error("{file}: {process}: egress: allow needs root (rootless, a partial process has no link of its own, only its port mappings)")]
     EgressRootless { file: PathBuf, process: String },
     #[error("{file}: networks need isolation mode partial or complete (with none every process already shares the host's network)")]
@@ -181,13 +192,38 @@ fn network(app: &AppSpec, processes: &[PlannedProcess]) -> Result<Request, PlanE
     })
 }
 
+/// The verified root of `container.path` (from the image cache), after checking that the image
+/// is encrypted as `security.encryption` declares.
+fn image_root(app: &AppSpec, image: &std::path::Path) -> Result<PathBuf, PlanError> {
+    let failed = |source| PlanError::Image {
+        file: app.file.clone(),
+        image: image.to_path_buf(),
+        source,
+    };
+    let info = crate::image::inspect(image).map_err(failed)?;
+    let declared = match app.security.encryption {
+        crate::config::Encryption::None => "none",
+        crate::config::Encryption::Aes => "aes",
+        crate::config::Encryption::KyberAes => "kyber_aes",
+    };
+    if declared != "none" && declared != info.encryption.name() {
+        return Err(PlanError::Encryption {
+            file: app.file.clone(),
+            image: image.to_path_buf(),
+            declared,
+            actual: info.encryption.name(),
+        });
+    }
+    crate::image::cache::prepare(image, app.security.key.as_deref()).map_err(failed)
+}
+
 /// Expands the spec. Features the YAML can name but hydra cannot run yet are refused here with
 /// a clear line rather than ignored.
 pub fn plan(app: &AppSpec) -> Result<Plan, PlanError> {
     let file = app.file.clone();
     let rootfs = match &app.container.image {
         ImageSource::Rootfs(dir) => dir.clone(),
-        ImageSource::Image(_) => return Err(PlanError::Image { file }),
+        ImageSource::Image(image) => image_root(app, image)?,
     };
     if crate::process::rootless() {
         if let Some(p) = app.processes.iter().find(|p| p.egress) {
