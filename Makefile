@@ -6,7 +6,7 @@ CARGO ?= cargo
 LOCKED := $(if $(wildcard Cargo.lock),--locked,)
 SNAPSHOT := hack/.cache/host-before-test.txt
 
-.PHONY: all deps deps-bench deps-vm rootfs build lint test vm-test demo bench-start bench-up bench-net bench-ipc bench clean-host
+.PHONY: all deps deps-bench deps-vm rootfs build lint test vm-test demo bench-start bench-up bench-net bench-ipc bench-image bench clean-host
 
 all: build
 
@@ -56,6 +56,9 @@ bench-net: deps-bench rootfs
 
 bench-ipc: deps-bench
 	hack/bench-ipc.sh
+
+bench-image: deps-bench rootfs
+	hack/bench-image.sh
 
 bench: deps-bench rootfs
 	hack/bench.sh

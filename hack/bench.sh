@@ -6,3 +6,4 @@ hack/bench-start.sh
 hack/bench-up.sh
 hack/bench-net.sh
 hack/bench-ipc.sh
+hack/bench-image.sh

@@ -21,6 +21,7 @@ test_pkgs=(
 bench_pkgs=(
   hyperfine bubblewrap crun runc
   iperf3 socat      # make bench-net: throughput through a mapping and a userspace proxy
+  zstd:zstd openssl:openssl  # make bench-image: the tar | zstd (| openssl) baselines
   util-linux        # taskset, unshare (Essential in Debian, listed to be explicit)
   python3:python3   # patches the OCI config.json and reads hyperfine's JSON
 )

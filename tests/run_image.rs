@@ -138,6 +138,17 @@ fn a_cached_image_is_reused_but_still_needs_its_key() {
 #[test]
 fn a_damaged_image_runs_nothing_and_leaves_no_cache_entry() {
     let img = Image::new("img-bad");
+    let verify = |key: &Path| {
+        Hydra::bare()
+            .args(["image", "verify"])
+            .arg(img.file())
+            .arg("--key")
+            .arg(key)
+            .output()
+    };
+    verify(&img.key())
+        .assert_ok()
+        .assert_stdout_contains("verified, sha256:");
     let mut bytes = fs::read(img.file()).expect("image");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
@@ -147,6 +158,9 @@ fn a_damaged_image_runs_nothing_and_leaves_no_cache_entry() {
     assert!(!out.stdout.contains("RAN"), "{out}");
     assert!(out.one_stderr_line().contains("does not verify"), "{out}");
     assert!(img.cached().is_empty(), "{:?}", img.cached());
+    let bad = verify(&img.key());
+    bad.assert_code(125);
+    assert!(bad.one_stderr_line().contains("does not verify"), "{bad}");
 }
 
 #[test]

@@ -23,6 +23,17 @@ pub enum ImageCommand {
     Unpack(UnpackArgs),
     /// Show an image's format, encryption, recipients, sizes and digest (no key needed).
     Inspect(InspectArgs),
+    /// Verify (and decrypt) every chunk of an image, writing nothing.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image.
+    pub file: PathBuf,
+    /// The private key (from `hydra keygen`) or AES key file of an encrypted image.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,6 +102,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
     match args.command {
         ImageCommand::Pack(a) => pack(a),
         ImageCommand::Unpack(a) => unpack(a),
+        ImageCommand::Verify(a) => verify(a),
         ImageCommand::Inspect(a) => inspect(a),
     }
 }
@@ -177,6 +189,19 @@ fn unpack(args: UnpackArgs) -> anyhow::Result<i32> {
     let result = image::unpack_with(&args.file, &args.output, key.as_ref(), progress);
     bar.clear();
     result.with_context(what)?;
+    Ok(0)
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
+    let what = || format!("verifying {}", args.file.display());
+    let key = args
+        .key
+        .as_deref()
+        .map(UnlockKey::load)
+        .transpose()
+        .with_context(what)?;
+    let digest = image::verify(&args.file, key.as_ref()).with_context(what)?;
+    println!("{}: verified, {digest}", args.file.display());
     Ok(0)
 }
 

@@ -40,7 +40,7 @@ pub use header::{
 pub use inspect::{inspect, Info, RecipientInfo};
 pub use keys::{AesKey, KeyError, KeyId, PrivateKey, PublicKey, UnlockKey};
 pub use pack::{pack, PackOptions, PackSummary, Protection};
-pub use unpack::{unpack, unpack_with};
+pub use unpack::{unpack, unpack_with, verify};
 
 /// Called with (bytes done, bytes in all) as work proceeds.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
