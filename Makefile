@@ -36,6 +36,7 @@ test: deps rootfs build lint
 	hack/check-clean.sh snapshot $(SNAPSHOT)
 	HYDRA_ROOTFS=$(CURDIR)/rootfs/busybox $(CARGO) test $(LOCKED) || \
 		{ hack/check-clean.sh compare $(SNAPSHOT); exit 1; }
+	hack/test-image-pass.sh || { hack/check-clean.sh compare $(SNAPSHOT); exit 1; }
 	hack/check-clean.sh compare $(SNAPSHOT)
 
 # The privileged suites again, inside a pure cgroup v2 VM (qemu, software emulation).

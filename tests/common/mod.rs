@@ -183,16 +183,24 @@ impl Hydra {
     }
 
     /// Like [`Hydra::run`] with another root filesystem.
+    /// With `HYDRA_TEST_IMAGE=FILE.hcon` and `HYDRA_TEST_IMAGE_KEY=KEY` (`make test` sets them
+    /// for a second pass of the isolation suites), the test rootfs is run from that encrypted
+    /// image of it instead: `--image FILE --key KEY`.
     pub fn run_in(label: &str, rootfs: &Path) -> Hydra {
         let name = unique_name(label);
         let mut h = Hydra::bare();
-        h.args = vec![
-            "run".into(),
-            "--rootfs".into(),
-            rootfs.into(),
-            "--name".into(),
-            name.clone().into(),
-        ];
+        let root: Vec<OsString> = match (
+            std::env::var_os("HYDRA_TEST_IMAGE"),
+            std::env::var_os("HYDRA_TEST_IMAGE_KEY"),
+        ) {
+            (Some(image), Some(key)) if rootfs == self::rootfs() => {
+                vec!["--image".into(), image, "--key".into(), key]
+            }
+            _ => vec!["--rootfs".into(), rootfs.into()],
+        };
+        h.args = vec!["run".into()];
+        h.args.extend(root);
+        h.args.extend(["--name".into(), name.clone().into()]);
         h.name = Some(name);
         h.check_clean = true;
         h
