@@ -247,6 +247,22 @@ fn synthetic_tree(root: &Path) -> bool {
 }
 
 #[test]
+fn a_debootstrap_sized_system_tree_round_trips_encrypted() {
+    require_root();
+    // The host's /usr/share/doc: a distribution's worth of files (over 100 MB, thousands of
+    // entries, symlinks into other packages' directories), packed as it is on the host.
+    let source = Path::new("/usr/share/doc");
+    let dir = TempDir::new("image-big");
+    let k = keys(&dir);
+    let image = dir.join("doc.hcon");
+    let dest = dir.join("out");
+    pack(source, &image, &["--recipient".into(), pub_of(&k.alice)]);
+    let out = unpack(&image, &dest, Some(&k.alice));
+    out.assert_ok();
+    assert_same_tree(source, &dest);
+}
+
+#[test]
 fn the_busybox_rootfs_round_trips_in_every_mode() {
     require_root();
     let rootfs = rootfs();
