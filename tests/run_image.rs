@@ -136,6 +136,24 @@ fn a_cached_image_is_reused_but_still_needs_its_key() {
 }
 
 #[test]
+fn a_wrong_key_on_first_use_leaves_the_cache_empty() {
+    let img = Image::new("img-wrong");
+    let other = img.dir.join("other");
+    Hydra::bare()
+        .args(["keygen", "-o"])
+        .arg(&other)
+        .output()
+        .assert_ok();
+    let wrong = img.run(Some(&other)).sh("echo RAN").output();
+    wrong.assert_code(125);
+    assert!(!wrong.stdout.contains("RAN"), "{wrong}");
+    let left: Vec<_> = fs::read_dir(img.cache())
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in the cache: {left:?}");
+}
+
+#[test]
 fn a_damaged_image_runs_nothing_and_leaves_no_cache_entry() {
     let img = Image::new("img-bad");
     let verify = |key: &Path| {
@@ -157,7 +175,10 @@ fn a_damaged_image_runs_nothing_and_leaves_no_cache_entry() {
     out.assert_code(125);
     assert!(!out.stdout.contains("RAN"), "{out}");
     assert!(out.one_stderr_line().contains("does not verify"), "{out}");
-    assert!(img.cached().is_empty(), "{:?}", img.cached());
+    let left: Vec<_> = fs::read_dir(img.cache())
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in the cache: {left:?}");
     let bad = verify(&img.key());
     bad.assert_code(125);
     assert!(bad.one_stderr_line().contains("does not verify"), "{bad}");

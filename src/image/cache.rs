@@ -52,12 +52,12 @@ pub fn prepare(file: &Path, key: Option<&Path>) -> Result<PathBuf, ImageError> {
     fs::create_dir_all(&cache).map_err(io(format!("creating {}", cache.display())))?;
     fs::set_permissions(&cache, fs::Permissions::from_mode(0o700))
         .map_err(io(format!("securing {}", cache.display())))?;
-    // One unpacker per image at a time; the others then find it done.
-    let lock_path = cache.join(format!("{name}.lock"));
-    let lock = File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
+    // One unpacker at a time (the others then find the image done), locked on the cache
+    // directory itself so that a failure leaves no file behind.
+    let lock = File::open(&cache).map_err(io(format!("opening {}", cache.display())))?;
     // SAFETY: flock on an fd we own; released when `lock` closes.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io(format!("locking {}", lock_path.display()))(
+        return Err(io(format!("locking {}", cache.display()))(
             std::io::Error::last_os_error(),
         ));
     }
