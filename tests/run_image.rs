@@ -62,16 +62,30 @@ impl Image {
         h
     }
 
+    /// Everything in the cache.
+    fn cache_entries(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.cache())
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
     /// The unpacked images in the cache.
     fn cached(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.cache())
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.cache_entries()
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// A key pair the image is not encrypted for.
+    fn other_key(&self) -> PathBuf {
+        let other = self.dir.join("other");
+        Hydra::bare()
+            .args(["keygen", "-o"])
+            .arg(&other)
+            .output()
+            .assert_ok();
+        other
     }
 }
 
@@ -124,12 +138,7 @@ fn a_cached_image_is_reused_but_still_needs_its_key() {
     let none = img.run(None).cmd(["true"]).output();
     none.assert_code(125);
     assert!(none.one_stderr_line().contains("a key is needed"), "{none}");
-    let other = img.dir.join("other");
-    Hydra::bare()
-        .args(["keygen", "-o"])
-        .arg(&other)
-        .output()
-        .assert_ok();
+    let other = img.other_key();
     let wrong = img.run(Some(&other)).cmd(["true"]).output();
     wrong.assert_code(125);
     assert!(wrong.one_stderr_line().contains("wrong key"), "{wrong}");
@@ -138,18 +147,11 @@ fn a_cached_image_is_reused_but_still_needs_its_key() {
 #[test]
 fn a_wrong_key_on_first_use_leaves_the_cache_empty() {
     let img = Image::new("img-wrong");
-    let other = img.dir.join("other");
-    Hydra::bare()
-        .args(["keygen", "-o"])
-        .arg(&other)
-        .output()
-        .assert_ok();
+    let other = img.other_key();
     let wrong = img.run(Some(&other)).sh("echo RAN").output();
     wrong.assert_code(125);
     assert!(!wrong.stdout.contains("RAN"), "{wrong}");
-    let left: Vec<_> = fs::read_dir(img.cache())
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let left = img.cache_entries();
     assert!(left.is_empty(), "left in the cache: {left:?}");
 }
 
@@ -175,9 +177,7 @@ fn a_damaged_image_runs_nothing_and_leaves_no_cache_entry() {
     out.assert_code(125);
     assert!(!out.stdout.contains("RAN"), "{out}");
     assert!(out.one_stderr_line().contains("does not verify"), "{out}");
-    let left: Vec<_> = fs::read_dir(img.cache())
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let left = img.cache_entries();
     assert!(left.is_empty(), "left in the cache: {left:?}");
     let bad = verify(&img.key());
     bad.assert_code(125);
@@ -221,7 +221,7 @@ fn up_runs_container_path_with_the_declared_encryption_and_key() {
     assert!(
         refused
             .one_stderr_line()
-            .contains("security.encryption is aes, but"),
+            .contains("it is encrypted with kyber_aes, not aes as declared"),
         "{refused}"
     );
     assert!(!Path::new("/run/hydra").join(&name).exists());

@@ -193,14 +193,8 @@ fn unpack(args: UnpackArgs) -> anyhow::Result<i32> {
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
-    let what = || format!("verifying {}", args.file.display());
-    let key = args
-        .key
-        .as_deref()
-        .map(UnlockKey::load)
-        .transpose()
-        .with_context(what)?;
-    let digest = image::verify(&args.file, key.as_ref()).with_context(what)?;
+    let digest = image::verify(&args.file, args.key.as_deref())
+        .with_context(|| format!("verifying {}", args.file.display()))?;
     println!("{}: verified, {digest}", args.file.display());
     Ok(0)
 }

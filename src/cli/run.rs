@@ -137,7 +137,7 @@ impl RunArgs {
     fn root_dir(&self) -> anyhow::Result<PathBuf> {
         match (&self.rootfs, &self.image) {
             (Some(dir), _) => Ok(dir.clone()),
-            (None, Some(image)) => crate::image::cache::prepare(image, self.key.as_deref())
+            (None, Some(image)) => crate::image::cache::prepare(image, self.key.as_deref(), None)
                 .with_context(|| format!("image {}", image.display())),
             (None, None) => Err(anyhow!("--rootfs or --image is needed")),
         }

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::header::Header;
-use super::{envelope, inspect, unpack_with, ImageError, UnlockKey};
+use super::{envelope, inspect, unpack_with, Encryption, ImageError, UnlockKey};
 
 /// Where verified images live: `$HYDRA_IMAGE_CACHE`, else `/var/cache/hydra/images` as root,
 /// `$XDG_CACHE_HOME/hydra/images` (or `~/.cache/hydra/images`) otherwise.
@@ -34,9 +34,20 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> ImageError {
 }
 
 /// The verified root filesystem of image `file`, unpacking it into the cache first if it is
-/// not there yet (with the key file `key` for an encrypted image).
-pub fn prepare(file: &Path, key: Option<&Path>) -> Result<PathBuf, ImageError> {
+/// not there yet (with the key file `key` for an encrypted image). With `required`, an image
+/// not encrypted so is refused before any of it is read past its header.
+pub fn prepare(
+    file: &Path,
+    key: Option<&Path>,
+    required: Option<Encryption>,
+) -> Result<PathBuf, ImageError> {
     let info = inspect(file)?;
+    if let Some(required) = required.filter(|&r| r != info.encryption) {
+        return Err(ImageError::NotEncryptedAs {
+            required,
+            actual: info.encryption,
+        });
+    }
     // The name comes from the file: only a plain SHA-256 hex digest may become a path.
     let name = info
         .digest

@@ -96,6 +96,11 @@ pub enum ImageError {
     Unsupported(String),
     #[error("{0}")]
     Usage(String),
+    #[error("it is encrypted with {actual}, not {required} as declared")]
+    NotEncryptedAs {
+        required: Encryption,
+        actual: Encryption,
+    },
     #[error("{0}")]
     Crypto(&'static str),
 }

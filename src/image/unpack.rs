@@ -195,16 +195,18 @@ pub fn unpack_with(
     Ok(Digest(trailer.digest))
 }
 
-/// Verifies (and decrypts) every chunk of `file` and its trailer, writing nothing: what
-/// `hydra image verify` does, and the decrypt + verify cost by itself. Returns the digest.
-pub fn verify(file: &Path, key: Option<&UnlockKey>) -> Result<Digest, ImageError> {
+/// Verifies (and decrypts, with the key file `key`) every chunk of `file` and its trailer,
+/// writing nothing: what `hydra image verify` does, and the decrypt + verify cost by itself.
+/// Returns the digest.
+pub fn verify(file: &Path, key: Option<&Path>) -> Result<Digest, ImageError> {
+    let key = key.map(UnlockKey::load).transpose()?;
     let reading = |source| ImageError::Io {
         what: format!("reading {}", file.display()),
         source,
     };
     let mut src = BufReader::with_capacity(256 * 1024, File::open(file).map_err(reading)?);
     let (header, raw_header, header_hash) = Header::read_from(&mut src)?;
-    let payload_key = envelope::unlock(&header, key)?;
+    let payload_key = envelope::unlock(&header, key.as_ref())?;
     let mut chunks = ChunkReader::new(
         src,
         &raw_header,

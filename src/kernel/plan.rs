@@ -20,13 +20,6 @@ pub enum PlanError {
         image: PathBuf,
         source: crate::image::ImageError,
     },
-    #[error("{file}: security.encryption is {declared}, but {image} is encrypted with {actual}")]
-    Encryption {
-        file: PathBuf,
-        image: PathBuf,
-        declared: &'static str,
-        actual: &'static str,
-    },
     #[error("{file}: {process}: egress: allow needs root (rootless, a partial process has no link of its own, only its port mappings)")]
     EgressRootless { file: PathBuf, process: String },
     #[error("{file}: networks need isolation mode partial or complete (with none every process already shares the host's network)")]
@@ -192,29 +185,22 @@ fn network(app: &AppSpec, processes: &[PlannedProcess]) -> Result<Request, PlanE
     })
 }
 
-/// The verified root of `container.path` (from the image cache), after checking that the image
-/// is encrypted as `security.encryption` declares.
+/// The verified root of `container.path` (from the image cache); an image not encrypted as
+/// `security.encryption` declares (when not `none`) is refused.
 fn image_root(app: &AppSpec, image: &std::path::Path) -> Result<PathBuf, PlanError> {
-    let failed = |source| PlanError::Image {
-        file: app.file.clone(),
-        image: image.to_path_buf(),
-        source,
+    use crate::image::Encryption;
+    let required = match app.security.encryption {
+        crate::config::Encryption::None => None,
+        crate::config::Encryption::Aes => Some(Encryption::Aes),
+        crate::config::Encryption::KyberAes => Some(Encryption::KyberAes),
     };
-    let info = crate::image::inspect(image).map_err(failed)?;
-    let declared = match app.security.encryption {
-        crate::config::Encryption::None => "none",
-        crate::config::Encryption::Aes => "aes",
-        crate::config::Encryption::KyberAes => "kyber_aes",
-    };
-    if declared != "none" && declared != info.encryption.name() {
-        return Err(PlanError::Encryption {
+    crate::image::cache::prepare(image, app.security.key.as_deref(), required).map_err(|source| {
+        PlanError::Image {
             file: app.file.clone(),
             image: image.to_path_buf(),
-            declared,
-            actual: info.encryption.name(),
-        });
-    }
-    crate::image::cache::prepare(image, app.security.key.as_deref()).map_err(failed)
+            source,
+        }
+    })
 }
 
 /// Expands the spec. Features the YAML can name but hydra cannot run yet are refused here with
