@@ -148,3 +148,32 @@ fn info_plain_prints_a_summary() {
     out.assert_ok();
     assert!(!out.stdout.trim().is_empty(), "{out}");
 }
+
+/// A report whose reader is already gone (`hydra info | head -0`) ends on SIGPIPE like any Unix
+/// tool: no panic about a broken pipe, nothing on stderr.
+#[test]
+fn a_report_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["info"][..], &["ps"], &["stats", "--no-stream"]] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = std::process::Command::new(hydra_bin())
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("running hydra");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?}, stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

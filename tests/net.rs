@@ -520,18 +520,7 @@ fn an_internal_network_joins_its_members_by_name_and_nobody_else() {
     app.wait_for("all running", |ps| {
         ps.iter().filter(|p| p["state"] == "running").count() == 4
     });
-    let exec = |process: &str, script: &str| {
-        Hydra::bare()
-            .args([
-                "exec",
-                &format!("{}/{process}", app.name),
-                "--",
-                "sh",
-                "-c",
-                script,
-            ])
-            .output()
-    };
+    let exec = |process: &str, script: &str| app.exec_sh(process, script);
     // A member reaches another by its name, through the bridge.
     let by_name = exec("worker.1", "nc api 8080");
     by_name.assert_ok();
@@ -599,16 +588,7 @@ fn partial_processes_on_an_internal_network_keep_their_own_link_too() {
     app.wait_for("both running", |ps| {
         ps.iter().filter(|p| p["state"] == "running").count() == 2
     });
-    let out = Hydra::bare()
-        .args([
-            "exec",
-            &format!("{}/worker", app.name),
-            "--",
-            "sh",
-            "-c",
-            "ls /sys/class/net; nc api 8080",
-        ])
-        .output();
+    let out = app.exec_sh("worker", "ls /sys/class/net; nc api 8080");
     out.assert_ok();
     assert_eq!(out.lines(), ["eth0", "lo", "net0", "api"], "{out}");
     let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18181)));
@@ -647,18 +627,7 @@ fn egress_allow_never_reaches_another_processs_link() {
     app.wait_for("both running", |ps| {
         ps.iter().filter(|p| p["state"] == "running").count() == 2
     });
-    let exec = |process: &str, script: &str| {
-        Hydra::bare()
-            .args([
-                "exec",
-                &format!("{}/{process}", app.name),
-                "--",
-                "sh",
-                "-c",
-                script,
-            ])
-            .output()
-    };
+    let exec = |process: &str, script: &str| app.exec_sh(process, script);
     let addr = exec(
         "target",
         "ip -4 -o addr show eth0 | sed 's/.* inet \\([0-9.]*\\).*/\\1/'",

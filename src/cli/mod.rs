@@ -102,7 +102,11 @@ impl Command {
     fn only_reports(&self) -> bool {
         matches!(
             self,
-            Command::Info(_) | Command::Ps(_) | Command::Logs(_) | Command::Ports(_)
+            Command::Info(_)
+                | Command::Ps(_)
+                | Command::Logs(_)
+                | Command::Ports(_)
+                | Command::Stats(_)
         )
     }
 }

@@ -203,9 +203,9 @@ pub fn run(args: StatsArgs) -> anyhow::Result<i32> {
     if args.json || args.no_stream {
         let rows = sample(&targets(args.name.as_deref())?, Duration::from_millis(500));
         if args.json {
-            ipc::print_out(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+            println!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
-            ipc::print_out(&table(&rows))?;
+            print!("{}", table(&rows));
         }
         return Ok(0);
     }
@@ -214,14 +214,9 @@ pub fn run(args: StatsArgs) -> anyhow::Result<i32> {
     let mut current = targets(args.name.as_deref())?;
     while !current.is_empty() {
         let rows = sample(&current, Duration::from_secs(1));
+        // A reader that goes away (`hydra stats | head`) ends it: SIGPIPE (see cli::main).
         let mut out = std::io::stdout().lock();
-        let shown = write!(out, "\x1b[2J\x1b[H{}", table(&rows)).and_then(|()| out.flush());
-        match shown {
-            Ok(()) => {}
-            // The reader went away (`hydra stats | head`): done.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
-            Err(e) => return Err(e.into()),
-        }
+        write!(out, "\x1b[2J\x1b[H{}", table(&rows)).and_then(|()| out.flush())?;
         drop(out);
         current = targets(args.name.as_deref()).unwrap_or_default();
     }

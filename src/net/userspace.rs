@@ -132,11 +132,7 @@ fn helper_main(pidfd: RawFd, channel: RawFd) -> ! {
         libc::prctl(libc::PR_SET_DUMPABLE, 0);
         // The answer to "did you get in?" is the first byte: hydra waits for it before letting
         // the process go (once going, the process turns non-dumpable and setns would fail).
-        // A root process may share hydra's user namespace: joining it again is EINVAL.
-        if libc::setns(pidfd, libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0
-            && (*libc::__errno_location() != libc::EINVAL
-                || libc::setns(pidfd, libc::CLONE_NEWNET) != 0)
-        {
+        if libc::setns(pidfd, libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
             let errno = *libc::__errno_location() as u8;
             libc::send(channel, (&errno as *const u8).cast(), 1, libc::MSG_NOSIGNAL);
             libc::_exit(1);

@@ -988,6 +988,20 @@ impl App {
         self.dir.join("hydra.yaml")
     }
 
+    /// `hydra exec NAME/PROCESS -- sh -c SCRIPT`.
+    pub fn exec_sh(&self, process: &str, script: &str) -> Output {
+        Hydra::bare()
+            .args([
+                "exec",
+                &format!("{}/{process}", self.name),
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+    }
+
     /// `hydra up -f` in the foreground: every process runs to its end.
     pub fn up_foreground(&self) -> Output {
         let out = Hydra::bare().args(["up", "-f"]).arg(self.file()).output();
