@@ -6,7 +6,7 @@ CARGO ?= cargo
 LOCKED := $(if $(wildcard Cargo.lock),--locked,)
 SNAPSHOT := hack/.cache/host-before-test.txt
 
-.PHONY: all deps deps-bench deps-vm rootfs build lint test vm-test demo bench-start bench-up bench-net bench-ipc bench-image bench clean-host
+.PHONY: all deps deps-bench deps-vm rootfs build lint test vm-test demo tour bench-start bench-up bench-net bench-ipc bench-image bench clean-host
 
 all: build
 
@@ -43,8 +43,14 @@ test: deps rootfs build lint
 vm-test: deps-vm rootfs build
 	hack/vm-test.sh
 
+# The kernel example (examples/kernel-example) end to end, narrated; tests/kernel_example.rs runs
+# the same flow with assertions.
 demo: deps rootfs build
 	hack/demo.sh
+
+# A shorter tour of what `hydra run` isolates, and of `hydra up` with a shared volume.
+tour: deps rootfs build
+	hack/tour.sh
 
 bench-start: deps-bench rootfs
 	hack/bench-start.sh

@@ -17,6 +17,7 @@ test_pkgs=(
   iproute2          # ip netns / ip link: tests and hack/check-clean.sh
   procps            # ps, pgrep
   nftables          # the nft binary hydra drives for port mappings
+  curl              # make demo fetches the example's page through its port mapping
 )
 bench_pkgs=(
   hyperfine bubblewrap crun runc

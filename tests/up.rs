@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// DESIGN.md's example with its own files: the web server is a TCP echo server on $PORT,
@@ -28,26 +28,6 @@ processes:
   - {{name: worker, command: sleep 1000, count: 4, env: {{WORKER_MODE: background}}}}
 "
     )
-}
-
-fn read_trim(p: &Path) -> String {
-    fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-        .trim()
-        .to_string()
-}
-
-fn v1(controller: &str) -> bool {
-    Path::new("/sys/fs/cgroup").join(controller).is_dir()
-}
-
-fn cgroup(controller: &str, rel: &str) -> PathBuf {
-    let base = if v1(controller) {
-        Path::new("/sys/fs/cgroup").join(controller)
-    } else {
-        PathBuf::from("/sys/fs/cgroup")
-    };
-    base.join("hydra").join(rel)
 }
 
 #[test]
@@ -78,32 +58,32 @@ fn the_example_comes_up_isolated_and_limited_and_goes_down_clean() {
     );
     // Container-wide and per-process limits in the cgroup files.
     let c = &app.name;
-    let (mem, quota) = if v1("memory") {
+    let (mem, quota) = if cgroup_v1("memory") {
         (
-            read_trim(&cgroup("memory", c).join("memory.limit_in_bytes")),
-            read_trim(&cgroup("cpu", c).join("cpu.cfs_quota_us")),
+            read_trim(&cgroup_dir("memory", c).join("memory.limit_in_bytes")),
+            read_trim(&cgroup_dir("cpu", c).join("cpu.cfs_quota_us")),
         )
     } else {
         (
-            read_trim(&cgroup("memory", c).join("memory.max")),
-            read_trim(&cgroup("cpu", c).join("cpu.max")),
+            read_trim(&cgroup_dir("memory", c).join("memory.max")),
+            read_trim(&cgroup_dir("cpu", c).join("cpu.max")),
         )
     };
     assert_eq!(mem, (1u64 << 30).to_string());
     assert!(quota.starts_with("50000"), "container cpu quota {quota}");
     let web = format!("{c}/web_server");
-    if v1("memory") {
+    if cgroup_v1("memory") {
         assert_eq!(
-            read_trim(&cgroup("memory", &web).join("memory.limit_in_bytes")),
+            read_trim(&cgroup_dir("memory", &web).join("memory.limit_in_bytes")),
             (512u64 << 20).to_string()
         );
         assert_eq!(
-            read_trim(&cgroup("cpu", &web).join("cpu.cfs_quota_us")),
+            read_trim(&cgroup_dir("cpu", &web).join("cpu.cfs_quota_us")),
             "30000"
         );
     }
     let pid = app.process("web_server")["pid"].as_i64().unwrap();
-    let procs = read_trim(&cgroup("memory", &web).join("cgroup.procs"));
+    let procs = read_trim(&cgroup_dir("memory", &web).join("cgroup.procs"));
     assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
     // Output reached the log.
     let logs = Hydra::bare()
@@ -436,8 +416,8 @@ fn priority_sets_nice_and_the_cpu_weight() {
         assert!(Instant::now() < end, "nice is not 5\n{logs}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    if v1("cpu") {
-        let shares = read_trim(&cgroup("cpu", &format!("{}/low", app.name)).join("cpu.shares"));
+    if cgroup_v1("cpu") {
+        let shares = read_trim(&cgroup_dir("cpu", &format!("{}/low", app.name)).join("cpu.shares"));
         assert_eq!(shares, "336", "cpu.shares for nice 5");
     }
     app.down().assert_ok();

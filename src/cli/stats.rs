@@ -43,6 +43,8 @@ struct Row {
     container: String,
     process: Option<String>,
     cpu_percent: f64,
+    /// CPU time used since the cgroup was made (all its tasks, user and system).
+    cpu_ns: u64,
     memory_bytes: u64,
     memory_limit_bytes: Option<u64>,
     pids: u64,
@@ -123,6 +125,7 @@ fn rows(targets: &[Target], before: &[Sample], gap: Duration) -> Vec<Row> {
                 container: t.container.clone(),
                 process: t.process.clone(),
                 cpu_percent: (cpu / gap.as_nanos().max(1) as f64 * 1000.0).round() / 10.0,
+                cpu_ns: now.cpu_ns,
                 memory_bytes: now.memory_bytes,
                 memory_limit_bytes: now.memory_limit,
                 pids: now.pids,

@@ -736,6 +736,29 @@ pub fn assert_host_clean(name: &str, state_root: &Path) {
     }
 }
 
+/// A file's content without surrounding white space (a cgroup or /proc value).
+pub fn read_trim(p: &Path) -> String {
+    fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// Whether `controller` has a cgroup v1 hierarchy of its own.
+pub fn cgroup_v1(controller: &str) -> bool {
+    Path::new("/sys/fs/cgroup").join(controller).is_dir()
+}
+
+/// The cgroup `hydra/<rel>` of `controller` (v1) or of the unified tree (v2).
+pub fn cgroup_dir(controller: &str, rel: &str) -> PathBuf {
+    let base = if cgroup_v1(controller) {
+        Path::new("/sys/fs/cgroup").join(controller)
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    };
+    base.join("hydra").join(rel)
+}
+
 /// `/sys/fs/cgroup/hydra` (pure v2) and `/sys/fs/cgroup/<controller>/hydra` for every hierarchy.
 pub fn cgroup_hydra_dirs() -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
