@@ -5,7 +5,8 @@
 //! verdicts); hack/bench-ipc.sh puts it in docs/benchmarks.md.
 //!
 //! Every payload carries its sequence number, checked on arrival: a transport that loses,
-//! repeats or corrupts a message fails the run.
+//! repeats or corrupts a message fails the run. `cargo bench --bench ipc -- latency` measures
+//! only the floor and the spin queue's 64 B latency.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -352,34 +353,75 @@ fn measure(kind: Kind, size: usize) -> Figures {
         1024 => (50_000, 500_000),
         _ => (5_000, 20_000),
     };
-    // Latency: ping-pong.
+    let (median_ns, p99_ns) = latency(kind, size, rounds);
+    let (msgs_per_s, mb_per_s) = throughput(kind, size, stream);
+    Figures {
+        median_ns,
+        p99_ns,
+        msgs_per_s,
+        mb_per_s,
+    }
+}
+
+/// Round trips timed together for the median: a clock read costs ~20 ns here, as much as a
+/// cache-line transfer, so timing each round trip alone would put it into every sample.
+const BATCH: u64 = 100;
+
+/// One-way latency, median and p99: half a ping-pong round trip. The median comes from batches
+/// of `BATCH` round trips timed together (`rounds / BATCH` samples), the p99 from `rounds`
+/// round trips timed one by one (a tail needs single samples; the clock read is in it).
+fn latency(kind: Kind, size: usize, rounds: u64) -> (f64, f64) {
+    const WARM_UP: u64 = 1000;
+    let total = WARM_UP + 2 * rounds;
     let ((mut to_child, mut from_child), (mut to_parent, mut from_parent)) = kind.make(size);
     let wait = with_child(move || {
         let mut buf = Vec::new();
-        for seq in 0..rounds + 1000 {
+        for seq in 0..total {
             from_parent.recv(&mut buf, size);
-            assert_eq!(seq_of(&buf, size), seq);
+            // Echo first, check after: the check is the bench's work, not the transport's.
             to_parent.send(&buf);
+            assert_eq!(seq_of(&buf, size), seq);
         }
     });
+    let msgs: Vec<Vec<u8>> = (0..total).map(|seq| message(seq, size)).collect();
     let mut buf = Vec::new();
-    let mut rtts = Vec::with_capacity(rounds as usize);
-    for seq in 0..rounds + 1000 {
-        let msg = message(seq, size);
-        let t0 = Instant::now();
-        to_child.send(&msg);
+    let mut round_trip = |seq: u64| {
+        to_child.send(&msgs[seq as usize]);
         from_child.recv(&mut buf, size);
-        if seq >= 1000 {
-            rtts.push(t0.elapsed().as_nanos() as f64);
+    };
+    for seq in 0..WARM_UP {
+        round_trip(seq);
+    }
+    let mut singles = Vec::with_capacity(rounds as usize);
+    for seq in WARM_UP..WARM_UP + rounds {
+        let t0 = Instant::now();
+        round_trip(seq);
+        singles.push(t0.elapsed().as_nanos() as f64);
+    }
+    let mut batches = Vec::with_capacity((rounds / BATCH) as usize);
+    for first in (WARM_UP + rounds..total).step_by(BATCH as usize) {
+        let t0 = Instant::now();
+        for seq in first..(first + BATCH).min(total) {
+            round_trip(seq);
         }
-        assert_eq!(seq_of(&buf, size), seq);
+        batches.push(t0.elapsed().as_nanos() as f64 / BATCH as f64);
     }
     wait();
     drop((to_child, from_child));
-    rtts.sort_by(|a, b| a.total_cmp(b));
-    let median_ns = rtts[rtts.len() / 2] / 2.0;
-    let p99_ns = rtts[rtts.len() * 99 / 100] / 2.0;
-    // Throughput: a stream one way, then one reply when all arrived.
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    };
+    let (singles, batches) = (sorted(singles), sorted(batches));
+    (
+        batches[batches.len() / 2] / 2.0,
+        singles[singles.len() * 99 / 100] / 2.0,
+    )
+}
+
+/// Throughput: a stream one way, then one reply when all arrived.
+fn throughput(kind: Kind, size: usize, stream: u64) -> (f64, f64) {
+    let mut buf = Vec::new();
     let ((mut to_child, mut from_child), (mut to_parent, mut from_parent)) = kind.make(size);
     let wait = with_child(move || {
         let mut buf = Vec::new();
@@ -396,12 +438,10 @@ fn measure(kind: Kind, size: usize) -> Figures {
     from_child.recv(&mut buf, size);
     let secs = t0.elapsed().as_secs_f64();
     wait();
-    Figures {
-        median_ns,
-        p99_ns,
-        msgs_per_s: stream as f64 / secs,
-        mb_per_s: stream as f64 * size as f64 / secs / 1e6,
-    }
+    (
+        stream as f64 / secs,
+        stream as f64 * size as f64 / secs / 1e6,
+    )
 }
 
 /// The floor: a cache line bounced between the two cores (one-way = half a round trip).
@@ -441,7 +481,23 @@ fn cache_line_ns() -> f64 {
     ns
 }
 
+/// `ipc latency`: only the floor and the spin queue's 64 B latency, five times (to see the
+/// effect of a change to the queue's fast path quickly, without the whole table).
+fn latency_only() {
+    for _ in 0..5 {
+        let floor = cache_line_ns();
+        let (median, p99) = latency(Kind::HydraSpin, 64, 100_000);
+        println!(
+            "floor {floor:.1} ns, hydra spin 64 B median {median:.1} ns (p99 {p99:.1}): {:.2} ×",
+            median / floor
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "latency") {
+        return latency_only();
+    }
     let kinds = [
         Kind::HydraSpin,
         Kind::HydraBlocking,

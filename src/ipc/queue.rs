@@ -2,20 +2,26 @@
 //! shared by processes that do not trust each other.
 //!
 //! Layout: a 4 KiB header (geometry, the tail and head positions, two futex words with their
-//! waiter counts, statistics), then `capacity` slots of `slot_size` bytes: an 8-byte state word,
+//! waiter counts, shared statistics, a table of per-opener counters), then `capacity` slots of `slot_size` bytes: an 8-byte state word,
 //! a 4-byte length, padding, the message.
 //!
 //! Each slot's state word packs the position it belongs to (40 bits of the 64-bit ring
 //! position), a state (free, writing, ready, reading, skipped) and the owner's liveness token
 //! (21 bits). Claiming a slot is one compare-and-swap on that word, and so is publishing it:
-//! a sender claims the free slot at the tail (word → writing, owner = its token), moves the
-//! tail on (anyone who finds a claimed slot at the tail helps), copies the message, and
-//! publishes (writing → ready). A receiver claims the ready slot at the head (→ reading),
-//! moves the head on (helped likewise), copies the message out and frees the slot for the next
-//! lap (position + capacity). Neither the sender nor the receiver makes a system call unless
+//! a sender claims the free slot at the tail (word → writing, owner = its token), copies the
+//! message, publishes (writing → ready) and only then moves the tail on. A receiver claims the
+//! ready slot at the head (→ reading), copies the message out, frees the slot for the next lap
+//! (position + capacity) and only then moves the head on. Whoever finds a claimed or
+//! already-taken slot at the tail or head meanwhile moves it on (helping), so the locked
+//! instructions on a message's way are just the two claims, the publish and the free. Neither the sender nor the receiver makes a system call unless
 //! the queue is full or empty and someone must sleep or be woken (futex words with waiter
 //! counts, Dekker-style: every state-word swap, the waiter counts and the sleepers' checks are
 //! SeqCst, so either the waker sees the waiter or the sleeper sees the change; no fence).
+//!
+//! Statistics: each opener counts its own messages and bytes, without a locked instruction, in
+//! an entry of its own in the header's counter table (owned by its token; a dead opener's entry
+//! is folded into the shared counters when a new opener needs it); openers beyond the table
+//! count in the shared counters with atomic adds. The sum is what `stats` shows.
 //!
 //! A peer that dies between claim and publish leaves a slot in `writing` (or `reading`). Each
 //! opener holds an OFD write lock on one byte (its token) of its own open file description of
@@ -28,6 +34,8 @@
 //! slot; every loop is bounded. A peer that scribbles can make messages wrong or the queue
 //! stall (until a timeout), never make another process crash or read out of bounds.
 
+use std::cell::Cell;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -61,7 +69,7 @@ pub enum QueueError {
 }
 
 const MAGIC: u64 = u64::from_le_bytes(*b"HYDRAQ01");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 4096;
 /// Offset of the message in a slot (after the state word and the length).
 const DATA: usize = 16;
@@ -85,6 +93,26 @@ const OFF_SENT_BYTES: usize = 648;
 const OFF_FULL: usize = 656;
 const OFF_RECEIVED: usize = 768;
 const OFF_RECEIVED_BYTES: usize = 776;
+
+// The counter table: one cache line per opener, each written by its owner only.
+const OFF_COUNTERS: usize = 1024;
+const COUNTER_ENTRIES: usize = 32;
+const COUNTER_ENTRY: usize = 64;
+// In an entry: the owner's token (u32; 0: free), then its counts.
+const C_OWNER: usize = 0;
+const C_SENT: usize = 8;
+const C_SENT_BYTES: usize = 16;
+const C_RECEIVED: usize = 24;
+const C_RECEIVED_BYTES: usize = 32;
+/// An entry being folded into the shared counters (no token is this large).
+const RECLAIMING: u32 = u32::MAX;
+/// Each entry's counts and the shared counter it folds into.
+const FOLDS: [(usize, usize); 4] = [
+    (C_SENT, OFF_SENT),
+    (C_SENT_BYTES, OFF_SENT_BYTES),
+    (C_RECEIVED, OFF_RECEIVED),
+    (C_RECEIVED_BYTES, OFF_RECEIVED_BYTES),
+];
 
 // The slot state word: position (40 bits) | state (3 bits) | owner token (21 bits).
 const POS_BITS: u32 = 40;
@@ -200,10 +228,15 @@ pub struct Queue {
     token: u32,
     /// Our own open file description of the memfd, which holds the token's lock.
     lock_fd: Option<OwnedFd>,
+    /// Our entry in the counter table (its offset), if we got one.
+    counters: Option<usize>,
     /// The last claim seen stalled (its state word) and since when (µs after `epoch`).
     stall_word: AtomicU64,
     stall_since: AtomicU64,
     epoch: Instant,
+    /// Not `Sync`: our counter entry is written without locked instructions, so one thread at a
+    /// time may use a handle (each thread opens its own; a handle may move between threads).
+    _one_thread: PhantomData<Cell<()>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -255,15 +288,57 @@ impl Queue {
             },
             None => (None, 0),
         };
-        Ok(Queue {
+        let mut q = Queue {
             map,
             geo,
             token,
             lock_fd,
+            counters: None,
             stall_word: AtomicU64::new(0),
             stall_since: AtomicU64::new(0),
             epoch: Instant::now(),
-        })
+            _one_thread: PhantomData,
+        };
+        q.counters = q.take_counters();
+        Ok(q)
+    }
+
+    /// Takes a free entry of the counter table for our token, or else the entry of a dead
+    /// opener after adding its counts to the shared counters.
+    fn take_counters(&self) -> Option<usize> {
+        if self.token == 0 {
+            return None;
+        }
+        let entries = (0..COUNTER_ENTRIES).map(|i| OFF_COUNTERS + i * COUNTER_ENTRY);
+        for e in entries.clone() {
+            let owner = self.u32_at(e + C_OWNER);
+            if owner
+                .compare_exchange(0, self.token, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(e);
+            }
+        }
+        for e in entries {
+            let owner = self.u32_at(e + C_OWNER);
+            let held = owner.load(Ordering::Acquire);
+            if held == RECLAIMING || self.alive(held) {
+                continue;
+            }
+            if owner
+                .compare_exchange(held, RECLAIMING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            for (field, shared) in FOLDS {
+                let n = self.u64_at(e + field).swap(0, Ordering::AcqRel);
+                self.u64_at(shared).fetch_add(n, Ordering::Relaxed);
+            }
+            owner.store(self.token, Ordering::Release);
+            return Some(e);
+        }
+        None
     }
 
     /// Opens channel `name` from the fd announced in `HYDRA_IPC_<NAME>`.
@@ -303,8 +378,48 @@ impl Queue {
         self.u64_at(self.slot_offset(pos))
     }
 
-    fn count(&self, off: usize, by: u64) {
-        self.u64_at(off).fetch_add(by, Ordering::Relaxed);
+    /// Asks the CPU to fetch the cache lines of the slot at `pos` that a message of `len`
+    /// bytes spills into (the first, with the state word, is being fetched anyway), at most
+    /// three: their transfers from the other core then overlap the claim instead of following
+    /// it. `write`: fetch them for writing (the sender's copy).
+    fn prefetch_message(&self, pos: u64, len: usize, write: bool) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
+            let slot = self.slot_offset(pos);
+            let lines = (DATA + len.min(self.geo.max_message)).div_ceil(64).min(4);
+            for i in 1..lines {
+                let line = self.map.ptr().wrapping_add(slot + i * 64).cast::<i8>();
+                // SAFETY: a prefetch is a hint: it never faults and changes no memory; the
+                // address is inside the slot anyway.
+                unsafe {
+                    if write {
+                        _mm_prefetch::<_MM_HINT_ET0>(line);
+                    } else {
+                        _mm_prefetch::<_MM_HINT_T0>(line);
+                    }
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (pos, len, write);
+    }
+
+    /// Adds to a shared counter (`shared`), or to the same count (`field`) in our own entry,
+    /// which only this handle writes: a plain add, no locked instruction on the fast path.
+    fn count(&self, shared: usize, field: usize, by: u64) {
+        match self.counters {
+            Some(e) => {
+                let c = self.u64_at(e + field);
+                c.store(
+                    c.load(Ordering::Relaxed).wrapping_add(by),
+                    Ordering::Relaxed,
+                );
+            }
+            None => {
+                self.u64_at(shared).fetch_add(by, Ordering::Relaxed);
+            }
+        }
     }
 
     // ---- liveness -------------------------------------------------------------------------
@@ -350,7 +465,23 @@ impl Queue {
         for _ in 0..RETRIES {
             let pos = tail.load(Ordering::Acquire);
             let slot = self.state_word(pos);
-            let w = slot.load(Ordering::Acquire);
+            self.prefetch_message(pos, msg.len(), true);
+            // Claim at once, expecting the slot free for this lap (the common case): one
+            // exclusive fetch of the line the receiver polls instead of a shared one and then
+            // an exclusive one. A failed swap returns what the slot holds: the general case.
+            let claimed = word(pos, WRITING, self.token);
+            let w = match slot.compare_exchange(
+                word(pos, FREE, 0),
+                claimed,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.publish(pos, slot, claimed, msg)?;
+                    return Ok(());
+                }
+                Err(w) => w,
+            };
             let d = distance(word_pos(w), pos);
             if d == 0 {
                 if word_state(w) != FREE {
@@ -359,25 +490,13 @@ impl Queue {
                         tail.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
                     continue;
                 }
-                let claimed = word(pos, WRITING, self.token);
                 if slot
                     .compare_exchange(w, claimed, Ordering::SeqCst, Ordering::Relaxed)
                     .is_err()
                 {
                     continue;
                 }
-                let _ = tail.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
-                self.write_slot(pos, msg);
-                let ready = word(pos, READY, 0);
-                if slot
-                    .compare_exchange(claimed, ready, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_err()
-                {
-                    return Err(QueueError::Dropped);
-                }
-                self.count(OFF_SENT, 1);
-                self.count(OFF_SENT_BYTES, msg.len() as u64);
-                self.wake(OFF_NOT_EMPTY, OFF_RECV_WAITERS);
+                self.publish(pos, slot, claimed, msg)?;
                 return Ok(());
             }
             if d < 0 {
@@ -394,9 +513,37 @@ impl Queue {
                     return Err(QueueError::Full);
                 }
             }
-            // d > 0: our view of the tail is stale; reload.
+            if d > 0 {
+                // This position was sent and taken already: the tail is stale (its sender died
+                // before moving it on, or we read it late). Help it on.
+                let _ = tail.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
+            }
         }
         Err(QueueError::Corrupt)
+    }
+
+    /// With the slot at `pos` claimed (its word is `claimed`): copies the message in,
+    /// publishes it, and then moves the tail on: a receiver may take the message before that
+    /// (other senders that find the claimed slot at the tail help the tail on meanwhile).
+    fn publish(
+        &self,
+        pos: u64,
+        slot: &AtomicU64,
+        claimed: u64,
+        msg: &[u8],
+    ) -> Result<(), QueueError> {
+        self.write_slot(pos, msg);
+        let ready = word(pos, READY, 0);
+        let published = slot.compare_exchange(claimed, ready, Ordering::SeqCst, Ordering::Relaxed);
+        let tail = self.u64_at(OFF_TAIL);
+        let _ = tail.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
+        if published.is_err() {
+            return Err(QueueError::Dropped);
+        }
+        self.count(OFF_SENT, C_SENT, 1);
+        self.count(OFF_SENT_BYTES, C_SENT_BYTES, msg.len() as u64);
+        self.wake(OFF_NOT_EMPTY, OFF_RECV_WAITERS);
+        Ok(())
     }
 
     fn write_slot(&self, pos: u64, msg: &[u8]) {
@@ -439,7 +586,7 @@ impl Queue {
                 other => return other,
             }
             if !full_counted {
-                self.count(OFF_FULL, 1);
+                self.u64_at(OFF_FULL).fetch_add(1, Ordering::Relaxed);
                 full_counted = true;
             }
             if spun_once(&mut spun, || self.has_room()) {
@@ -521,6 +668,10 @@ impl Queue {
                     }
                 }
                 READY => {
+                    let len = self
+                        .u32_at(self.slot_offset(pos) + 8)
+                        .load(Ordering::Relaxed);
+                    self.prefetch_message(pos, len as usize, false);
                     let claimed = word(pos, READING, self.token);
                     if slot
                         .compare_exchange(w, claimed, Ordering::SeqCst, Ordering::Relaxed)
@@ -528,16 +679,18 @@ impl Queue {
                     {
                         continue;
                     }
-                    let _ =
-                        head.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
+                    // The head moves on only after the copy and the free (helpers may move it
+                    // first): the message reaches its reader one locked instruction sooner.
                     self.read_slot(pos, buf);
                     let next = word(pos + self.geo.capacity, FREE, 0);
                     // A failure means a sender took us for dead and freed the slot already.
                     let _ =
                         slot.compare_exchange(claimed, next, Ordering::SeqCst, Ordering::Relaxed);
-                    self.count(OFF_RECEIVED, 1);
-                    self.count(OFF_RECEIVED_BYTES, buf.len() as u64);
+                    self.count(OFF_RECEIVED, C_RECEIVED, 1);
+                    self.count(OFF_RECEIVED_BYTES, C_RECEIVED_BYTES, buf.len() as u64);
                     self.wake(OFF_NOT_FULL, OFF_SEND_WAITERS);
+                    let _ =
+                        head.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
                     return Ok(true);
                 }
                 READING => {
@@ -710,16 +863,33 @@ fn stats_of(map: &Mapping, geo: &Geometry) -> Stats {
         // SAFETY: header offsets inside the mapping, 8-aligned; atomic loads only.
         unsafe { &*map.ptr().add(off).cast::<AtomicU64>() }.load(Ordering::Relaxed)
     };
-    let depth = read(OFF_TAIL)
-        .wrapping_sub(read(OFF_HEAD))
-        .min(geo.capacity);
+    // The head may lag behind slots already taken (receivers leave moving it to whoever looks
+    // next): count from the first slot at or after it that is still this lap's.
+    let tail = read(OFF_TAIL);
+    let mut head = read(OFF_HEAD);
+    for _ in 0..geo.capacity {
+        let at = HEADER + (head % geo.capacity) as usize * geo.slot_size;
+        let w = read(at);
+        let taken = distance(word_pos(w), head) > 0 || word_state(w) == READING;
+        if head >= tail || !taken {
+            break;
+        }
+        head += 1;
+    }
+    let depth = tail.wrapping_sub(head).min(geo.capacity);
+    // A shared counter plus every entry's count of the same thing.
+    let total = |shared: usize, field: usize| {
+        (0..COUNTER_ENTRIES).fold(read(shared), |sum, i| {
+            sum.wrapping_add(read(OFF_COUNTERS + i * COUNTER_ENTRY + field))
+        })
+    };
     Stats {
         capacity: geo.capacity as u32,
         max_message: geo.max_message as u64,
-        sent_messages: read(OFF_SENT),
-        sent_bytes: read(OFF_SENT_BYTES),
-        received_messages: read(OFF_RECEIVED),
-        received_bytes: read(OFF_RECEIVED_BYTES),
+        sent_messages: total(OFF_SENT, C_SENT),
+        sent_bytes: total(OFF_SENT_BYTES, C_SENT_BYTES),
+        received_messages: total(OFF_RECEIVED, C_RECEIVED),
+        received_bytes: total(OFF_RECEIVED_BYTES, C_RECEIVED_BYTES),
         depth,
         full_events: read(OFF_FULL),
     }

@@ -26,12 +26,14 @@ enum Pc {
     Decide { pos: u64, w: u64 },
     Write { pos: u64 },
     Publish { pos: u64 },
+    AdvanceTail { pos: u64 },
     // receiver
     LoadHead,
     RLoadSlot { pos: u64 },
     RDecide { pos: u64, w: u64 },
     Read { pos: u64 },
     Free { pos: u64, msg: Option<Msg> },
+    AdvanceHead { pos: u64 },
     Done,
     Dead,
 }
@@ -133,7 +135,6 @@ impl Model {
                     Pc::LoadTail
                 } else if d == 0 {
                     if Self::cas(&mut n.slots[slot(pos)], w, word(pos, WRITING, t.token)) {
-                        let _ = Self::cas(&mut n.tail, pos, pos + 1);
                         Pc::Write { pos }
                     } else {
                         Pc::LoadTail
@@ -144,8 +145,12 @@ impl Model {
                 {
                     let _ = Self::cas(&mut n.slots[slot(pos)], w, word(word_pos(w) + cap, FREE, 0));
                     Pc::LoadTail
+                } else if d > 0 {
+                    // Sent and taken already: the tail is stale; help it on.
+                    let _ = Self::cas(&mut n.tail, pos, pos + 1);
+                    Pc::LoadTail
                 } else {
-                    // Full (the sender sleeps and then looks again), or a stale tail.
+                    // Full (the sender sleeps and then looks again).
                     Pc::LoadTail
                 }
             }
@@ -160,6 +165,10 @@ impl Model {
                     "a live sender's claim was taken from it: {s:?}"
                 );
                 n.published.push((i as u8, t.next));
+                Pc::AdvanceTail { pos: *pos }
+            }
+            Pc::AdvanceTail { pos } => {
+                let _ = Self::cas(&mut n.tail, *pos, pos + 1);
                 n.threads[i].next += 1;
                 if n.threads[i].next == self.per_sender {
                     Pc::Done
@@ -197,8 +206,8 @@ impl Model {
                             Pc::LoadHead
                         }
                         READY => {
+                            // The head moves on after the free (helpers may move it first).
                             if Self::cas(&mut n.slots[slot(pos)], w, word(pos, READING, t.token)) {
-                                let _ = Self::cas(&mut n.head, pos, pos + 1);
                                 Pc::Read { pos }
                             } else {
                                 Pc::LoadHead
@@ -229,6 +238,10 @@ impl Model {
                     assert!(before.1 < msg.1, "out of order: {msg:?} after {before:?}");
                 }
                 me.got.push(msg);
+                Pc::AdvanceHead { pos: *pos }
+            }
+            Pc::AdvanceHead { pos } => {
+                let _ = Self::cas(&mut n.head, *pos, pos + 1);
                 Pc::LoadHead
             }
         };

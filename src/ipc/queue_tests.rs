@@ -368,3 +368,54 @@ fn random_bytes_over_the_shared_memory_never_crash_or_hang_the_other_side() {
         );
     }
 }
+
+#[test]
+fn counts_stay_exact_past_the_counter_table_and_across_dead_openers() {
+    let fd = new_queue(1024, 16);
+    let rx = open(&fd);
+    let msg = [7u8; 10];
+    // More senders than the table has entries: the last ones count in the shared counters.
+    let senders: Vec<Queue> = (0..COUNTER_ENTRIES + 8).map(|_| open(&fd)).collect();
+    assert!(rx.counters.is_some() && senders[0].counters.is_some());
+    assert!(senders.last().is_some_and(|s| s.counters.is_none()));
+    let mut sent = 0u64;
+    for (i, s) in senders.iter().enumerate() {
+        for _ in 0..=i {
+            s.try_send(&msg).unwrap();
+            sent += 1;
+        }
+    }
+    let check = |sent: u64, received: u64| {
+        for stats in [rx.stats(), read_stats(fd.as_fd()).unwrap()] {
+            assert_eq!(
+                (stats.sent_messages, stats.sent_bytes),
+                (sent, sent * 10),
+                "{stats:?}"
+            );
+            assert_eq!(
+                (stats.received_messages, stats.received_bytes),
+                (received, received * 10),
+                "{stats:?}"
+            );
+        }
+    };
+    check(sent, 0);
+    // Openers that went away leave their entries to new ones, and their counts to the total.
+    let mut senders = senders;
+    senders.drain(..5);
+    let newcomers: Vec<Queue> = (0..5).map(|_| open(&fd)).collect();
+    for n in &newcomers {
+        assert!(n.counters.is_some(), "a dead opener's entry was not reused");
+        n.try_send(&msg).unwrap();
+        sent += 1;
+    }
+    check(sent, 0);
+    let mut buf = Vec::new();
+    for received in 1..=sent {
+        assert!(rx.try_recv(&mut buf).unwrap());
+        if received % 100 == 0 {
+            check(sent, received);
+        }
+    }
+    check(sent, sent);
+}
