@@ -16,7 +16,7 @@ test_pkgs=(
   gcc libc6-dev     # static C helpers (rootfs/busybox/usr/local/bin/hydra-probe, bench floor)
   iproute2          # ip netns / ip link: tests and hack/check-clean.sh
   procps            # ps, pgrep
-  nftables          # the nft binary hydra drives for port mappings
+  nftables          # nft: the tests and make demo read hydra's rules back with it (hydra itself speaks netlink)
   curl              # make demo fetches the example's page through its port mapping
 )
 bench_pkgs=(

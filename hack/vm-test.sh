@@ -40,7 +40,7 @@ done
 initrd=$cache/initrd
 rm -rf "$initrd" && mkdir -p "$initrd"/{bin,proc,sys,dev,run,tmp,lib/modules}
 cp rootfs/busybox/bin/busybox "$initrd/bin/busybox"
-# The nft binary hydra drives for port mappings, with its shared libraries at their paths.
+# The nft binary the tests read hydra's rules back with, with its shared libraries at their paths.
 for f in /usr/sbin/nft $(ldd /usr/sbin/nft | grep -o '/[^ ]*'); do
   mkdir -p "$initrd$(dirname "$f")" && cp -L "$f" "$initrd$f"
 done
@@ -73,7 +73,7 @@ chmod +x "$initrd/init"
   echo 'export PATH=/bin:/usr/sbin'
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
   echo 'mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /dev/pts; mount -t devpts devpts /dev/pts'
-  # What udev would add: nft reads its batch from /dev/stdin.
+  # What udev would add: /dev/fd and /dev/std{in,out,err}.
   echo 'ln -s /proc/self/fd /dev/fd; for i in 0 1 2; do ln -s /proc/self/fd/$i /dev/$(echo stdin stdout stderr | cut -d" " -f$((i+1))); done'
   echo "for m in ${mods[*]}; do insmod /lib/modules/\$m; done"
   echo 'mount -t cgroup2 none /sys/fs/cgroup'

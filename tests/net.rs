@@ -495,19 +495,107 @@ fn a_udp_flow_from_before_the_mapping_is_flushed_so_it_reaches_the_process() {
 }
 
 #[test]
-fn without_the_nft_program_a_mapping_is_refused_naming_the_package() {
+fn without_the_nft_program_a_mapping_still_works_and_counts() {
     require_root();
-    let out = Hydra::run("net-no-nft")
+    // hydra writes and reads its rules over netlink; no `nft` on PATH is needed.
+    let mut run = Hydra::run("net-no-nft")
         .clean_env(&[("PATH", "/var/empty")])
         .args(["-p", "18171:8080"])
-        .cmd(["true"])
+        .sh(SERVERS)
+        .spawn();
+    run.wait_for_stdout("servers up");
+    let name = run.name().to_string();
+    let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18171)));
+    assert_eq!(echo(&mut s, b"no nft\n"), b"no nft\n");
+    drop(s);
+    let out = Hydra::bare()
+        .clean_env(&[("PATH", "/var/empty")])
+        .args(["ports", &name, "--json"])
         .output();
-    out.assert_code(125);
+    out.assert_ok();
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert!(v[0]["connections"].as_u64() >= Some(1), "{out}");
+    run.signal(libc::SIGTERM);
+    run.wait();
+    assert!(nft_chains_of(&name).is_empty());
+}
+
+/// `nft -j list table inet hydra`: the rules of chain `chain` as nft reads them back.
+fn nft_rules(chain: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("nft")
+        .args(["-j", "list", "table", "inet", "hydra"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["nftables"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o["rule"]["chain"] == chain)
+        .map(|o| o["rule"].clone())
+        .collect()
+}
+
+#[test]
+fn nft_reads_back_the_rules_hydra_wrote_over_netlink() {
+    require_root();
+    let mut run = Hydra::run("net-listing")
+        .args(["-p", "18181:8080", "-p", "127.0.0.1:18182:5353/udp"])
+        .sh(SERVERS)
+        .spawn();
+    run.wait_for_stdout("servers up");
+    let name = run.name().to_string();
+    let (host, guest) = link_of(&name);
+    let veth = veth_of(host);
+    // nft's own text of the rules, as `nft list` prints them.
+    let out = std::process::Command::new("nft")
+        .args(["list", "chain", "inet", "hydra", &format!("{name}-dnat")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for wanted in [
+        format!("meta nfproto ipv4 tcp dport 18181 counter packets 0 bytes 0 dnat ip to {guest}:8080 comment \"m0 new\""),
+        format!("ip daddr 127.0.0.1 udp dport 18182 counter packets 0 bytes 0 dnat ip to {guest}:5353 comment \"m1 new\""),
+    ] {
+        assert!(text.contains(&wanted), "{wanted}\nnot in\n{text}");
+    }
+    // The same through nft's JSON: counters and comments where `hydra ports` reads them.
+    let post = nft_rules(&format!("{name}-post"));
+    let counted: Vec<&str> = post
+        .iter()
+        .filter(|r| r["expr"].to_string().contains("\"counter\""))
+        .filter_map(|r| r["comment"].as_str())
+        .collect();
+    assert_eq!(counted, ["m0 in", "m1 in"], "{post:?}");
+    let pre = nft_rules(&format!("{name}-pre"));
     assert!(
-        out.one_stderr_line()
-            .contains("the nft program is missing: install the nftables package"),
-        "{out}"
+        pre.last().unwrap()["expr"]
+            .to_string()
+            .ends_with(r#"{"drop":null}]"#),
+        "no egress: the last rule drops: {pre:?}"
     );
+    let snat = nft_rules(&format!("{name}-snat"));
+    assert!(
+        snat[0]["expr"].to_string().contains("masquerade"),
+        "{snat:?}"
+    );
+    // The map elements lead the link and both host ports to the container's chains.
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "inet", "hydra"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    for wanted in [
+        format!("\"{veth}\" : jump {name}-pre"),
+        format!("tcp . 18181 : jump {name}-dnat"),
+        format!("udp . 18182 : jump {name}-dnat"),
+    ] {
+        assert!(table.contains(&wanted), "{wanted}\nnot in\n{table}");
+    }
+    run.signal(libc::SIGTERM);
+    run.wait();
+    assert!(nft_chains_of(&name).is_empty());
 }
 
 #[test]

@@ -102,6 +102,14 @@ impl Protocol {
             Protocol::Udp => "udp",
         }
     }
+
+    /// The IP protocol number (IPPROTO_TCP, IPPROTO_UDP).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => libc::IPPROTO_TCP as u8,
+            Protocol::Udp => libc::IPPROTO_UDP as u8,
+        }
+    }
 }
 
 /// `resources:` — the container-wide limits (the container's parent cgroup; `max_files` and

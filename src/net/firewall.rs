@@ -18,19 +18,13 @@
 //! - `-snat` (reached from nat postrouting by `oifname`/`iifname`): masquerade 127.0.0.0/8
 //!   clients into `V`, and egress traffic.
 
-use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 
-use nftables::expr::{Expression, Map, MetaKey, NamedExpression, NgMode, Numgen, SetItem};
-use nftables::schema::{NfListObject, Rule};
-use nftables::stmt::{Operator, Statement, NAT};
-use nftables::types::NfFamily;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::nft_expr::{
-    counter, ct_in, eq, established, field, iif, matches, meta, oif, port, prefix, text,
-};
+use super::nft_expr::{rule, spread_map, Dir, RuleText};
+use super::nft_wire::{Change, CmpOp};
 use super::pool::{Pool, Subnet};
 use crate::config::Protocol;
 
@@ -39,12 +33,15 @@ pub const TABLE: &str = "hydra";
 
 #[derive(Debug, Error)]
 pub enum FirewallError {
-    #[error("the nft program is missing: install the nftables package (apt-get install nftables)")]
-    NoNft,
-    #[error("nft refused the {what} rules: {message}")]
-    Refused { what: &'static str, message: String },
-    #[error("reading hydra's nftables rules: {0}")]
-    List(String),
+    /// The kernel refused a transaction: `step` is the change it refused (or the stage).
+    #[error("the kernel refused the {what} rules: {step}: {}", errno.desc())]
+    Refused {
+        what: &'static str,
+        step: String,
+        errno: nix::errno::Errno,
+    },
+    #[error("talking to nf_tables: {0}")]
+    Netlink(std::io::Error),
 }
 
 /// One virtual process's link.
@@ -124,9 +121,7 @@ pub fn counter_comment(forward: usize, what: &str) -> String {
 }
 
 /// 127.0.0.0/8.
-fn loopback_net() -> Expression<'static> {
-    prefix(Ipv4Addr::new(127, 0, 0, 0), 8)
-}
+const LOOPBACK: (Ipv4Addr, u8) = (Ipv4Addr::new(127, 0, 0, 0), 8);
 
 // ---- the rules ----------------------------------------------------------------------------
 
@@ -134,19 +129,18 @@ fn loopback_net() -> Expression<'static> {
 struct Rules<'n> {
     net: &'n Network,
     pool: Option<Pool>,
-    out: Vec<NfListObject<'static>>,
+    out: Vec<Change>,
+    /// The transaction id of the next anonymous map.
+    next_map_id: u32,
 }
 
 impl Rules<'_> {
-    fn rule(&mut self, role: &str, expr: Vec<Statement<'static>>, comment: Option<String>) {
-        self.out.push(NfListObject::Rule(Rule {
-            family: NfFamily::INet,
-            table: Cow::Borrowed(TABLE),
-            chain: Cow::Owned(chain_name(&self.net.container, role)),
-            expr: Cow::Owned(expr),
-            comment: comment.map(Cow::Owned),
-            ..Rule::default()
-        }));
+    fn chain(&self, role: &str) -> RuleText {
+        rule(chain_name(&self.net.container, role))
+    }
+
+    fn push(&mut self, r: super::nft_wire::Rule) {
+        self.out.push(Change::AddRule(r));
     }
 
     /// The forwards (with their index) that reach endpoint `e`.
@@ -165,23 +159,20 @@ impl Rules<'_> {
     /// from them, in `-pre`). Only flows the kernel DNAT'd match.
     fn count_mapped(&mut self, e: usize, inbound: bool) {
         let subnet = self.net.endpoints[e].subnet;
-        let (role, link, addr, which, what) = match inbound {
-            true => ("post", oif(&subnet.veth()), "daddr", "dport", "in"),
-            false => ("pre", iif(&subnet.veth()), "saddr", "sport", "out"),
-        };
+        let veth = subnet.veth();
         for (i, f) in self.forwards_to(e) {
-            self.rule(
-                role,
-                vec![
-                    link.clone(),
-                    eq(field("ip", addr), text(subnet.guest().to_string())),
-                    port(f.protocol, which, f.port),
-                    ct_in("status", &["dnat"]),
-                    counter(),
-                    Statement::Accept(None),
-                ],
-                Some(counter_comment(i, what)),
-            );
+            let (start, dir, what) = match inbound {
+                true => (self.chain("post").oifname(CmpOp::Eq, &veth), Dir::Dst, "in"),
+                false => (self.chain("pre").iifname(CmpOp::Eq, &veth), Dir::Src, "out"),
+            };
+            let r = start
+                .ip(dir, CmpOp::Eq, subnet.guest())
+                .port(f.protocol, dir, f.port)
+                .ct_status_dnat()
+                .counter()
+                .comment(counter_comment(i, what))
+                .accept();
+            self.push(r);
         }
     }
 
@@ -193,70 +184,36 @@ impl Rules<'_> {
         // flow the kernel DNAT'd to this process matches (so never a packet to 127.0.0.0/8,
         // whose reply direction would be addressed to the host end of the link).
         self.count_mapped(e, false);
-        self.rule(
-            "pre",
-            vec![
-                iif(&veth),
-                eq(field("ip", "daddr"), loopback_net()),
-                Statement::Drop(None),
-            ],
-            None,
-        );
-        self.rule(
-            "pre",
-            vec![
-                iif(&veth),
-                matches(field("ip", "saddr"), Operator::NEQ, text(guest.to_string())),
-                Statement::Drop(None),
-            ],
-            None,
-        );
-        self.rule(
-            "pre",
-            vec![iif(&veth), established(), Statement::Accept(None)],
-            None,
-        );
+        let from_veth = || self.chain("pre").iifname(CmpOp::Eq, &veth);
+        let mut rules = vec![
+            from_veth().ip_in(Dir::Dst, LOOPBACK.0, LOOPBACK.1).drop(),
+            from_veth().ip(Dir::Src, CmpOp::Neq, guest).drop(),
+            from_veth().established().accept(),
+        ];
         if endpoint.egress {
             // The host itself is fine (its end of this link is in the pool too); other
             // processes' links are not.
-            self.rule(
-                "pre",
-                vec![
-                    iif(&veth),
-                    eq(
-                        field("ip", "daddr"),
-                        text(endpoint.subnet.host().to_string()),
-                    ),
-                    Statement::Accept(None),
-                ],
-                None,
-            );
+            let host = endpoint.subnet.host();
+            rules.push(from_veth().ip(Dir::Dst, CmpOp::Eq, host).accept());
             if let Some(pool) = self.pool {
-                self.rule(
-                    "pre",
-                    vec![
-                        iif(&veth),
-                        eq(
-                            field("ip", "daddr"),
-                            prefix(pool.network(), pool.prefix().into()),
-                        ),
-                        Statement::Drop(None),
-                    ],
-                    None,
+                rules.push(
+                    from_veth()
+                        .ip_in(Dir::Dst, pool.network(), pool.prefix())
+                        .drop(),
                 );
             }
-            self.rule("pre", vec![iif(&veth), Statement::Accept(None)], None);
-            self.rule(
-                "snat",
-                vec![
-                    eq(field("ip", "saddr"), text(guest.to_string())),
-                    matches(meta(MetaKey::Oifname), Operator::NEQ, text(veth.clone())),
-                    Statement::Masquerade(None),
-                ],
-                None,
+            rules.push(from_veth().accept());
+            rules.push(
+                self.chain("snat")
+                    .ip(Dir::Src, CmpOp::Eq, guest)
+                    .oifname(CmpOp::Neq, &veth)
+                    .masquerade(),
             );
         } else {
-            self.rule("pre", vec![iif(&veth), Statement::Drop(None)], None);
+            rules.push(from_veth().drop());
+        }
+        for r in rules {
+            self.push(r);
         }
     }
 
@@ -265,22 +222,18 @@ impl Rules<'_> {
         let veth = endpoint.subnet.veth();
         let forwards = self.forwards_to(e);
         self.count_mapped(e, true);
-        self.rule(
-            "post",
-            vec![oif(&veth), established(), Statement::Accept(None)],
-            None,
-        );
-        self.rule("post", vec![oif(&veth), Statement::Drop(None)], None);
+        let into_veth = || self.chain("post").oifname(CmpOp::Eq, &veth);
+        let mut rules = vec![into_veth().established().accept(), into_veth().drop()];
         if !forwards.is_empty() {
-            self.rule(
-                "snat",
-                vec![
-                    oif(&veth),
-                    eq(field("ip", "saddr"), loopback_net()),
-                    Statement::Masquerade(None),
-                ],
-                None,
+            rules.push(
+                self.chain("snat")
+                    .oifname(CmpOp::Eq, &veth)
+                    .ip_in(Dir::Src, LOOPBACK.0, LOOPBACK.1)
+                    .masquerade(),
             );
+        }
+        for r in rules {
+            self.push(r);
         }
     }
 
@@ -290,51 +243,40 @@ impl Rules<'_> {
             .iter()
             .map(|&t| self.net.endpoints[t].subnet.guest())
             .collect();
-        let addr = match guests.as_slice() {
-            [one] => text(one.to_string()),
-            many => Expression::Named(NamedExpression::Map(Box::new(Map {
-                key: Expression::Named(NamedExpression::Numgen(Numgen {
-                    mode: NgMode::Inc,
-                    ng_mod: many.len() as u32,
-                    offset: None,
-                })),
-                data: Expression::Named(NamedExpression::Set(
-                    many.iter()
-                        .enumerate()
-                        .map(|(n, g)| {
-                            SetItem::Mapping(Expression::Number(n as u32), text(g.to_string()))
-                        })
-                        .collect(),
-                )),
-            }))),
-        };
         // An IPv6 host address is the userspace forwarder's; IPv6 packets to the host port pass
         // on to its listener.
-        let mut expr = vec![eq(meta(MetaKey::Nfproto), text("ipv4"))];
+        let mut r = self.chain("dnat").nfproto_ipv4();
         match f.host_ip {
             Some(IpAddr::V4(ip)) if !ip.is_unspecified() => {
-                expr.push(eq(field("ip", "daddr"), text(ip.to_string())));
+                r = r.ip(Dir::Dst, CmpOp::Eq, ip);
             }
             _ => {}
         }
-        expr.push(port(f.protocol, "dport", f.host_port));
-        expr.push(counter());
-        expr.push(Statement::DNAT(Some(NAT {
-            addr: Some(addr),
-            family: Some(nftables::stmt::NATFamily::IP),
-            port: Some(Expression::Number(f.port.into())),
-            flags: None,
-        })));
-        self.rule("dnat", expr, Some(counter_comment(i, "new")));
+        let r = r
+            .port(f.protocol, Dir::Dst, f.host_port)
+            .counter()
+            .comment(counter_comment(i, "new"));
+        let r = match guests.as_slice() {
+            [one] => r.dnat(*one, f.port),
+            many => {
+                let id = self.next_map_id;
+                self.next_map_id += 1;
+                self.out.extend(spread_map(id, many));
+                r.dnat_spread(id, many.len() as u32, f.port)
+            }
+        };
+        self.push(r);
     }
 }
 
-/// Every rule of a container's chains, in order.
-pub fn container_rules(net: &Network) -> Vec<NfListObject<'static>> {
+/// Every rule of a container's chains, in order, with the anonymous map a spreading DNAT rule
+/// looks its address up in just before it (transaction ids from `first_map_id` on).
+pub fn container_rules(net: &Network, first_map_id: u32) -> Vec<Change> {
     let mut rules = Rules {
         net,
         pool: Pool::parse(&net.pool).ok(),
         out: Vec::new(),
+        next_map_id: first_map_id,
     };
     for e in 0..net.endpoints.len() {
         rules.leaving_process(e);

@@ -1,5 +1,5 @@
 //! Network isolation of virtual processes: the modes, `partial` mode's veth links and address
-//! pool, and the PortForwarder's nftables rules.
+//! pool, and the PortForwarder's nftables rules (written over netlink).
 
 pub mod conntrack;
 pub mod firewall;
@@ -10,8 +10,10 @@ pub mod mode;
 pub mod netlink;
 pub mod nfnetlink;
 pub mod nft;
+pub mod nft_batch;
 pub mod nft_expr;
 pub mod nft_table;
+pub mod nft_wire;
 pub mod pool;
 pub mod ports;
 pub mod portstats;

@@ -1,87 +1,401 @@
-//! Small constructors for the nftables expressions and statements hydra's rules use, so the
-//! rules read close to `nft` syntax.
+//! hydra's rules in nft's own words (`iifname "V" ip saddr A tcp sport P ct status dnat counter
+//! accept`), lowered to kernel expressions exactly as nft 1.0 lowers the same text in an `inet`
+//! table: an `ip` match brings its `meta nfproto ipv4` dependency and a `tcp`/`udp` port match
+//! its `meta l4proto`, once per rule; a prefix on a byte boundary compares its leading bytes, any
+//! other is masked first. `nft --debug=netlink` shows the same expressions for the same text.
 
-use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
-use nftables::expr::{
-    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT,
+use super::nft_wire::{
+    datatype, ipv4, Base, Change, CmpOp, CtKey, Data, Expr, Key, Map, MetaKey, Rule, Verdict,
+    ANONYMOUS, REG1, REG2, VERDICT,
 };
-use nftables::stmt::{Counter, Match, Operator, Statement};
-
 use crate::config::Protocol;
 
-pub fn text(s: impl Into<String>) -> Expression<'static> {
-    Expression::String(Cow::Owned(s.into()))
+/// Source or destination (`saddr`/`daddr`, `sport`/`dport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Src,
+    Dst,
 }
 
-pub fn meta(key: MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(Meta { key }))
+/// ct state bits (1 << enum ip_conntrack_info) and ct status bits (enum ip_conntrack_status),
+/// both compared in host order.
+const CT_ESTABLISHED_RELATED: u32 = (1 << 1) | (1 << 2);
+const IPS_DST_NAT: u32 = 1 << 5;
+
+/// A rule being written, match by match; its statement ends it.
+#[derive(Debug, Clone)]
+pub struct RuleText {
+    chain: String,
+    exprs: Vec<Expr>,
+    comment: Option<String>,
+    /// `meta nfproto ipv4` is in the rule already.
+    ipv4: bool,
+    /// `meta l4proto` is in the rule already.
+    l4proto: Option<Protocol>,
 }
 
-pub fn field(protocol: &str, name: &str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-        PayloadField {
-            protocol: Cow::Owned(protocol.to_string()),
-            field: Cow::Owned(name.to_string()),
-        },
-    )))
+/// Starts a rule in `chain`.
+pub fn rule(chain: impl Into<String>) -> RuleText {
+    RuleText {
+        chain: chain.into(),
+        exprs: Vec::new(),
+        comment: None,
+        ipv4: false,
+        l4proto: None,
+    }
 }
 
-fn ct(key: &str) -> Expression<'static> {
-    Expression::Named(NamedExpression::CT(CT {
-        key: Cow::Owned(key.to_string()),
-        family: None,
-        dir: None,
-    }))
+fn load_meta(key: MetaKey) -> Expr {
+    Expr::Meta { key, dreg: REG1 }
 }
 
-pub fn prefix(addr: Ipv4Addr, len: u32) -> Expression<'static> {
-    Expression::Named(NamedExpression::Prefix(Prefix {
-        addr: Box::new(text(addr.to_string())),
+fn compare(op: CmpOp, data: Vec<u8>) -> Expr {
+    Expr::Cmp {
+        op,
+        sreg: REG1,
+        data,
+    }
+}
+
+fn load(base: Base, offset: u32, len: u32) -> Expr {
+    Expr::Payload {
+        base,
+        offset,
         len,
-    }))
+        dreg: REG1,
+    }
 }
 
-pub fn matches(
-    left: Expression<'static>,
-    op: Operator,
-    right: Expression<'static>,
-) -> Statement<'static> {
-    Statement::Match(Match { left, right, op })
+/// The offset of `saddr`/`daddr` in the IPv4 header.
+fn ip_offset(dir: Dir) -> u32 {
+    match dir {
+        Dir::Src => 12,
+        Dir::Dst => 16,
+    }
 }
 
-pub fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    matches(left, Operator::EQ, right)
+impl RuleText {
+    fn with(mut self, exprs: impl IntoIterator<Item = Expr>) -> Self {
+        self.exprs.extend(exprs);
+        self
+    }
+
+    /// `iifname "NAME"` / `iifname != "NAME"`.
+    pub fn iifname(self, op: CmpOp, name: &str) -> Self {
+        let name = Key::Ifname(name.to_string()).bytes();
+        self.with([load_meta(MetaKey::Iifname), compare(op, name)])
+    }
+
+    /// `oifname "NAME"` / `oifname != "NAME"`.
+    pub fn oifname(self, op: CmpOp, name: &str) -> Self {
+        let name = Key::Ifname(name.to_string()).bytes();
+        self.with([load_meta(MetaKey::Oifname), compare(op, name)])
+    }
+
+    /// `meta nfproto ipv4`.
+    pub fn nfproto_ipv4(mut self) -> Self {
+        self.ipv4 = true;
+        let nfproto = vec![libc::NFPROTO_IPV4 as u8];
+        self.with([load_meta(MetaKey::Nfproto), compare(CmpOp::Eq, nfproto)])
+    }
+
+    fn needs_ipv4(self) -> Self {
+        match self.ipv4 {
+            true => self,
+            false => self.nfproto_ipv4(),
+        }
+    }
+
+    /// `ip saddr ADDR` / `ip daddr != ADDR`.
+    pub fn ip(self, dir: Dir, op: CmpOp, addr: Ipv4Addr) -> Self {
+        self.needs_ipv4().with([
+            load(Base::Network, ip_offset(dir), 4),
+            compare(op, ipv4(addr)),
+        ])
+    }
+
+    /// `ip daddr NET/LEN`.
+    pub fn ip_in(self, dir: Dir, net: Ipv4Addr, len: u8) -> Self {
+        let len = len.min(32);
+        let this = self.needs_ipv4();
+        let octets = net.octets();
+        if len.is_multiple_of(8) {
+            let bytes = u32::from(len / 8);
+            return this.with([
+                load(Base::Network, ip_offset(dir), bytes),
+                compare(CmpOp::Eq, octets[..bytes as usize].to_vec()),
+            ]);
+        }
+        let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+        this.with([
+            load(Base::Network, ip_offset(dir), 4),
+            Expr::Bitwise {
+                sreg: REG1,
+                dreg: REG1,
+                mask: mask.to_be_bytes().to_vec(),
+                xor: vec![0; 4],
+            },
+            compare(CmpOp::Eq, (u32::from(net) & mask).to_be_bytes().to_vec()),
+        ])
+    }
+
+    /// `tcp dport N` / `udp sport N`.
+    pub fn port(mut self, protocol: Protocol, dir: Dir, number: u16) -> Self {
+        if self.l4proto != Some(protocol) {
+            self.l4proto = Some(protocol);
+            self = self.with([
+                load_meta(MetaKey::L4proto),
+                compare(CmpOp::Eq, vec![protocol.number()]),
+            ]);
+        }
+        let offset = match dir {
+            Dir::Src => 0,
+            Dir::Dst => 2,
+        };
+        self.with([
+            load(Base::Transport, offset, 2),
+            compare(CmpOp::Eq, number.to_be_bytes().to_vec()),
+        ])
+    }
+
+    fn ct_bits(self, key: CtKey, bits: u32) -> Self {
+        self.with([
+            Expr::Ct { key, dreg: REG1 },
+            Expr::Bitwise {
+                sreg: REG1,
+                dreg: REG1,
+                mask: bits.to_ne_bytes().to_vec(),
+                xor: vec![0; 4],
+            },
+            compare(CmpOp::Neq, vec![0; 4]),
+        ])
+    }
+
+    /// `ct status dnat`: a flow the kernel DNAT'd.
+    pub fn ct_status_dnat(self) -> Self {
+        self.ct_bits(CtKey::Status, IPS_DST_NAT)
+    }
+
+    /// `ct state established,related`.
+    pub fn established(self) -> Self {
+        self.ct_bits(CtKey::State, CT_ESTABLISHED_RELATED)
+    }
+
+    pub fn counter(self) -> Self {
+        self.with([Expr::Counter])
+    }
+
+    pub fn comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
+        self
+    }
+
+    fn end(self, last: impl IntoIterator<Item = Expr>) -> Rule {
+        let this = self.with(last);
+        Rule {
+            chain: this.chain,
+            exprs: this.exprs,
+            comment: this.comment,
+        }
+    }
+
+    fn verdict(self, v: Verdict) -> Rule {
+        self.end([Expr::Immediate {
+            dreg: VERDICT,
+            data: Data::Verdict(v),
+        }])
+    }
+
+    pub fn accept(self) -> Rule {
+        self.verdict(Verdict::Accept)
+    }
+
+    pub fn drop(self) -> Rule {
+        self.verdict(Verdict::Drop)
+    }
+
+    pub fn masquerade(self) -> Rule {
+        self.end([Expr::Masquerade])
+    }
+
+    /// `dnat ip to ADDR:PORT`.
+    pub fn dnat(self, to: Ipv4Addr, port: u16) -> Rule {
+        self.end([
+            Expr::Immediate {
+                dreg: REG1,
+                data: Data::Value(ipv4(to)),
+            },
+            port_into_reg2(port),
+            Expr::Dnat {
+                addr: REG1,
+                port: REG2,
+            },
+        ])
+    }
+
+    /// `dnat ip to numgen inc mod N map { 0 : A, 1 : B, ... }:PORT`, the map being the
+    /// anonymous one `map_id` adds in the same transaction (`spread_map`).
+    pub fn dnat_spread(self, map_id: u32, count: u32, port: u16) -> Rule {
+        self.end([
+            Expr::Numgen {
+                dreg: REG1,
+                modulus: count,
+            },
+            Expr::Lookup {
+                set: ANONYMOUS.to_string(),
+                set_id: Some(map_id),
+                sreg: REG1,
+                dreg: REG1,
+            },
+            port_into_reg2(port),
+            Expr::Dnat {
+                addr: REG1,
+                port: REG2,
+            },
+        ])
+    }
 }
 
-pub fn iif(name: &str) -> Statement<'static> {
-    eq(meta(MetaKey::Iifname), text(name))
+fn port_into_reg2(port: u16) -> Expr {
+    Expr::Immediate {
+        dreg: REG2,
+        data: Data::Value(port.to_be_bytes().to_vec()),
+    }
 }
 
-pub fn oif(name: &str) -> Statement<'static> {
-    eq(meta(MetaKey::Oifname), text(name))
+/// The anonymous map `0 : A, 1 : B, ...` that `dnat_spread` looks its address up in, with its
+/// elements: added just before the rule, in the same transaction, which names it by `id`.
+pub fn spread_map(id: u32, to: &[Ipv4Addr]) -> Vec<Change> {
+    // nft's notes: key in host order, value big endian, not an interval map.
+    const USERDATA: [u8; 18] = [0, 4, 1, 0, 0, 0, 1, 4, 2, 0, 0, 0, 6, 4, 0, 0, 0, 0];
+    vec![
+        Change::AddMap(Map {
+            name: ANONYMOUS.to_string(),
+            anonymous: true,
+            id,
+            key_type: datatype::INTEGER,
+            key_len: 4,
+            data_type: datatype::IPADDR,
+            data_len: 4,
+            size: Some(to.len() as u32),
+            userdata: USERDATA.to_vec(),
+        }),
+        Change::AddElements {
+            map: ANONYMOUS.to_string(),
+            set_id: Some(id),
+            elements: to
+                .iter()
+                .enumerate()
+                .map(|(n, addr)| (Key::Index(n as u32), Data::Value(ipv4(*addr))))
+                .collect(),
+        },
+    ]
 }
 
-pub fn counter() -> Statement<'static> {
-    Statement::Counter(Counter::Anonymous(None))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-pub fn ct_in(key: &str, values: &[&str]) -> Statement<'static> {
-    let right = match values {
-        [one] => text(*one),
-        many => Expression::List(many.iter().map(|v| text(*v)).collect()),
-    };
-    matches(ct(key), Operator::IN, right)
-}
+    /// What `nft --debug=netlink` (nftables 1.0.6) printed for the same rule text.
+    #[test]
+    fn a_mapped_reply_rule_lowers_as_nft_lowers_it() {
+        let r = rule("my-app-pre")
+            .iifname(CmpOp::Eq, "hy02b9c000")
+            .ip(Dir::Src, CmpOp::Eq, Ipv4Addr::new(10, 231, 0, 2))
+            .port(Protocol::Tcp, Dir::Src, 8080)
+            .ct_status_dnat()
+            .counter()
+            .comment("m0 out")
+            .accept();
+        assert_eq!(
+            r.lines(),
+            [
+                "[ meta load iifname => reg 1 ]",
+                "[ cmp eq reg 1 0x32307968 0x30633962 0x00003030 0x00000000 ]",
+                "[ meta load nfproto => reg 1 ]",
+                "[ cmp eq reg 1 0x00000002 ]",
+                "[ payload load 4b @ network header + 12 => reg 1 ]",
+                "[ cmp eq reg 1 0x0200e70a ]",
+                "[ meta load l4proto => reg 1 ]",
+                "[ cmp eq reg 1 0x00000006 ]",
+                "[ payload load 2b @ transport header + 0 => reg 1 ]",
+                "[ cmp eq reg 1 0x0000901f ]",
+                "[ ct load status => reg 1 ]",
+                "[ bitwise reg 1 = ( reg 1 & 0x00000020 ) ^ 0x00000000 ]",
+                "[ cmp neq reg 1 0x00000000 ]",
+                "[ counter pkts 0 bytes 0 ]",
+                "[ immediate reg 0 accept ]",
+            ]
+        );
+        assert_eq!(r.comment.as_deref(), Some("m0 out"));
+    }
 
-pub fn established() -> Statement<'static> {
-    ct_in("state", &["established", "related"])
-}
+    #[test]
+    fn prefixes_compare_whole_bytes_or_mask_the_rest() {
+        let r = rule("c")
+            .ip_in(Dir::Dst, Ipv4Addr::new(10, 231, 0, 0), 16)
+            .drop();
+        assert_eq!(
+            r.lines()[2..4],
+            [
+                "[ payload load 2b @ network header + 16 => reg 1 ]",
+                "[ cmp eq reg 1 0x0000e70a ]",
+            ]
+        );
+        let r = rule("c")
+            .iifname(CmpOp::Eq, "hy02b9c002")
+            .ip_in(Dir::Dst, Ipv4Addr::new(10, 232, 0, 0), 20)
+            .drop();
+        assert_eq!(
+            r.lines()[4..],
+            [
+                "[ payload load 4b @ network header + 16 => reg 1 ]",
+                "[ bitwise reg 1 = ( reg 1 & 0x00f0ffff ) ^ 0x00000000 ]",
+                "[ cmp eq reg 1 0x0000e80a ]",
+                "[ immediate reg 0 drop ]",
+            ]
+        );
+    }
 
-pub fn port(protocol: Protocol, which: &str, number: u16) -> Statement<'static> {
-    eq(
-        field(protocol.name(), which),
-        Expression::Number(number.into()),
-    )
+    #[test]
+    fn an_explicit_nfproto_is_not_repeated_and_dnat_spreads_through_an_anonymous_map() {
+        let r = rule("my-app-dnat")
+            .nfproto_ipv4()
+            .ip(Dir::Dst, CmpOp::Eq, Ipv4Addr::LOCALHOST)
+            .port(Protocol::Udp, Dir::Dst, 15353)
+            .counter()
+            .dnat(Ipv4Addr::new(10, 231, 0, 10), 53);
+        let lines = r.lines();
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("nfproto")).count(),
+            1,
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[lines.len() - 3..],
+            [
+                "[ immediate reg 1 0x0a00e70a ]",
+                "[ immediate reg 2 0x00003500 ]",
+                "[ nat dnat ip addr_min reg 1 proto_min reg 2 flags 0x2 ]",
+            ]
+        );
+        let r = rule("my-app-dnat").counter().dnat_spread(1000, 2, 8080);
+        assert_eq!(
+            r.lines(),
+            [
+                "[ counter pkts 0 bytes 0 ]",
+                "[ numgen reg 1 = inc mod 2 ]",
+                "[ lookup reg 1 set __map%d dreg 1 ]",
+                "[ immediate reg 2 0x0000901f ]",
+                "[ nat dnat ip addr_min reg 1 proto_min reg 2 flags 0x2 ]",
+            ]
+        );
+        let map = spread_map(
+            1000,
+            &[Ipv4Addr::new(10, 231, 0, 2), Ipv4Addr::new(10, 231, 0, 6)],
+        );
+        assert_eq!(map.len(), 2, "the map and its elements");
+    }
 }

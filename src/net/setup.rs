@@ -119,13 +119,11 @@ fn write(dir: &Path, net: &Network) -> Result<(), NetError> {
     std::fs::write(&path, text).map_err(|source| NetError::State { path, source })
 }
 
-/// A claim whose firewall rules are still being installed (`nft` runs while the caller goes on
-/// with the process's own set-up); the network lock is held until `finish`.
+/// A claimed network whose firewall rules are in place, with hydra's own forwarder for the IPv6
+/// side of its mappings until the caller takes it.
 pub struct Claiming {
     net: Network,
-    install: Option<nft::Running>,
     ports: Option<Ports>,
-    _lock: NetLock,
 }
 
 impl Claiming {
@@ -140,18 +138,15 @@ impl Claiming {
         self.ports.take()
     }
 
-    /// Waits for the rules, then forgets stale UDP flows of the mapped ports.
+    /// Forgets stale UDP flows of the mapped ports, just before the process may go.
     pub fn finish(self) -> Result<Network, NetError> {
-        if let Some(install) = self.install {
-            install.wait()?;
-        }
         flush_udp(&self.net);
         Ok(self.net)
     }
 }
 
-/// Claims subnets and host ports for `container` and starts installing its firewall rules.
-/// The veths themselves are made per process start (`veth::attach`).
+/// Claims subnets and host ports for `container` and installs its firewall rules (one netlink
+/// transaction). The veths themselves are made per process start (`veth::attach`).
 pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Claiming, NetError> {
     let lock = NetLock::take();
     let pool = Pool::from_env(super::pool::POOL_VARIABLE, super::pool::DEFAULT_POOL)?;
@@ -187,18 +182,13 @@ pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Cla
     for n in &net.internal {
         make_bridge(&mut netlink, &n.bridge())?;
     }
-    let install = match net.uses_firewall() {
-        true => Some(nft::start_install(&net, &lock)?),
-        false => None,
-    };
+    if net.uses_firewall() {
+        nft::install(&net, &lock)?;
+    }
+    drop(lock);
     let ports = (!listeners.is_empty())
         .then(|| Ports::start(&net.forwards, listeners, net.endpoints.len(), dir, false));
-    Ok(Claiming {
-        net,
-        install,
-        ports,
-        _lock: lock,
-    })
+    Ok(Claiming { net, ports })
 }
 
 /// Allocates a /24 per internal network and an address per member (.2 onwards).

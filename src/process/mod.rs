@@ -362,7 +362,7 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     }
     let mut network = network;
     let mut before_go = |child: &clone::Child| match network.as_mut() {
-        Some(n) => n.ready(Some(child)),
+        Some(n) => n.ready(child),
         None => Ok(()),
     };
     let result = launch_and_wait(
@@ -383,8 +383,8 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     Ok(outcome::decide(&plan, &ended, events, &spec.limits))
 }
 
-/// A lone process's network: claimed before the clone, its rules installed while the process
-/// is being set up (waited for before it may go), released on drop if `release` was not reached.
+/// A lone process's network: claimed (and its rules installed) before the clone, its stale UDP
+/// flows forgotten before the process may go, released on drop if `release` was not reached.
 /// hydra's own forwarder serves the mappings rootless, and their IPv6 side as root (reaching
 /// the process from before go, stopped before the release).
 struct LoneNetwork<'s> {
@@ -396,10 +396,10 @@ struct LoneNetwork<'s> {
 }
 
 impl LoneNetwork<'_> {
-    /// Waits for the firewall rules, or starts the rootless forwarder into `child`'s
+    /// Forgets stale UDP flows of the mappings, or starts the rootless forwarder into `child`'s
     /// namespaces (the process must not run before its mappings work).
-    fn ready(&mut self, child: Option<&clone::Child>) -> Result<(), ProcessError> {
-        if let (Some(ports), Some(child)) = (&self.userspace, child) {
+    fn ready(&mut self, child: &clone::Child) -> Result<(), ProcessError> {
+        if let Some(ports) = &self.userspace {
             ports
                 .attach(0, child.pidfd.as_fd())
                 .map_err(crate::net::setup::NetError::from)?;
@@ -412,8 +412,6 @@ impl LoneNetwork<'_> {
 
     fn release(mut self) -> Result<(), ProcessError> {
         self.released = true;
-        // The claim holds the network lock until it is finished.
-        let _ = self.ready(None);
         self.userspace = None;
         Ok(crate::net::setup::release(self.state.path())?)
     }
@@ -422,14 +420,13 @@ impl LoneNetwork<'_> {
 impl Drop for LoneNetwork<'_> {
     fn drop(&mut self) {
         if !self.released {
-            let _ = self.ready(None);
             self.userspace = None;
             let _ = crate::net::setup::release(self.state.path());
         }
     }
 }
 
-/// Claims the link and port mappings of a `partial` lone process and starts installing its rules.
+/// Claims the link and port mappings of a `partial` lone process and installs its rules.
 fn claim_network<'s>(
     spec: &ProcessSpec,
     state: &'s StateDir,
