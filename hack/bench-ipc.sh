@@ -25,6 +25,6 @@ block=$(
   cat "$cache/table.md"
   echo
   echo "- Blocking latencies of every kernel IPC here, hydra's futex wake included, are dominated by waking the other vCPU from idle (~20 µs on this VM); spin mode never sleeps."
-  echo "- The floor depends on where the hypervisor puts the two vCPUs: 21–26 ns when they share a physical core, 60–650 ns when they do not (both seen on 2026-11-28); the latency target is only tight in the first case, which is the one shown when the machine is quiet."
+  echo "- The floor depends on where the hypervisor puts the two vCPUs: 21–26 ns when they share a physical core, 60–650 ns when they do not (both seen on 2026-11-28 in repeated runs of \`cargo bench --bench ipc -- latency\`, which prints the floor and the spin queue's 64 B latency five times); the latency target is only tight in the first case, which is the one shown when the machine is quiet."
 )
 hack/doc-section.sh bench-ipc "IPC" "$block"

@@ -9,7 +9,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -204,10 +203,7 @@ fn the_kernel_example_runs_end_to_end_from_its_encrypted_image() {
     );
 
     // The mapping counted that connection.
-    let out = Hydra::bare().args(["ports", &app.name, "--json"]).output();
-    out.assert_ok();
-    let ports: Vec<Value> =
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ports --json: {e}\n{out}"));
+    let ports = ports(&app.name);
     let web = ports
         .iter()
         .find(|p| p["host_port"] == 18080)

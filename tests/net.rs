@@ -24,12 +24,6 @@ fn echo(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
     got
 }
 
-fn ports(name: &str) -> Vec<serde_json::Value> {
-    let out = Hydra::bare().args(["ports", name, "--json"]).output();
-    out.assert_ok();
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ports --json: {e}\n{out}"))
-}
-
 /// (host end, process end) of the link of the first target of the first mapping.
 fn link_of(name: &str) -> (Ipv4Addr, Ipv4Addr) {
     let end = Instant::now() + Duration::from_secs(10);
@@ -522,11 +516,8 @@ fn without_the_nft_program_a_mapping_still_works_and_counts() {
 
 /// `nft -j list table inet hydra`: the rules of chain `chain` as nft reads them back.
 fn nft_rules(chain: &str) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new("nft")
-        .args(["-j", "list", "table", "inet", "hydra"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let out = host_cmd("nft", &["-j", "list", "table", "inet", "hydra"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
     v["nftables"]
         .as_array()
         .cloned()
@@ -549,11 +540,10 @@ fn nft_reads_back_the_rules_hydra_wrote_over_netlink() {
     let (host, guest) = link_of(&name);
     let veth = veth_of(host);
     // nft's own text of the rules, as `nft list` prints them.
-    let out = std::process::Command::new("nft")
-        .args(["list", "chain", "inet", "hydra", &format!("{name}-dnat")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = host_cmd(
+        "nft",
+        &["list", "chain", "inet", "hydra", &format!("{name}-dnat")],
+    );
     for wanted in [
         format!("meta nfproto ipv4 tcp dport 18181 counter packets 0 bytes 0 dnat ip to {guest}:8080 comment \"m0 new\""),
         format!("ip daddr 127.0.0.1 udp dport 18182 counter packets 0 bytes 0 dnat ip to {guest}:5353 comment \"m1 new\""),
@@ -581,11 +571,7 @@ fn nft_reads_back_the_rules_hydra_wrote_over_netlink() {
         "{snat:?}"
     );
     // The map elements lead the link and both host ports to the container's chains.
-    let out = std::process::Command::new("nft")
-        .args(["list", "table", "inet", "hydra"])
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = host_cmd("nft", &["list", "table", "inet", "hydra"]);
     // nft names protocols from /etc/protocols; without it (the VM of `make vm-test`) it prints
     // their numbers.
     for wanted in [

@@ -2,8 +2,8 @@
 //! shared by processes that do not trust each other.
 //!
 //! Layout: a 4 KiB header (geometry, the tail and head positions, two futex words with their
-//! waiter counts, shared statistics, a table of per-opener counters), then `capacity` slots of `slot_size` bytes: an 8-byte state word,
-//! a 4-byte length, padding, the message.
+//! waiter counts, shared statistics, a table of per-opener counters), then `capacity` slots of
+//! `slot_size` bytes: an 8-byte state word, a 4-byte length, padding, the message.
 //!
 //! Each slot's state word packs the position it belongs to (40 bits of the 64-bit ring
 //! position), a state (free, writing, ready, reading, skipped) and the owner's liveness token
@@ -13,10 +13,11 @@
 //! ready slot at the head (→ reading), copies the message out, frees the slot for the next lap
 //! (position + capacity) and only then moves the head on. Whoever finds a claimed or
 //! already-taken slot at the tail or head meanwhile moves it on (helping), so the locked
-//! instructions on a message's way are just the two claims, the publish and the free. Neither the sender nor the receiver makes a system call unless
-//! the queue is full or empty and someone must sleep or be woken (futex words with waiter
-//! counts, Dekker-style: every state-word swap, the waiter counts and the sleepers' checks are
-//! SeqCst, so either the waker sees the waiter or the sleeper sees the change; no fence).
+//! instructions on a message's way are just the two claims, the publish and the free. Neither
+//! the sender nor the receiver makes a system call unless the queue is full or empty and
+//! someone must sleep or be woken (futex words with waiter counts, Dekker-style: every
+//! state-word swap, the waiter counts and the sleepers' checks are SeqCst, so either the waker
+//! sees the waiter or the sleeper sees the change; no fence).
 //!
 //! Statistics: each opener counts its own messages and bytes, without a locked instruction, in
 //! an entry of its own in the header's counter table (owned by its token; a dead opener's entry
@@ -477,7 +478,7 @@ impl Queue {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.publish(pos, slot, claimed, msg)?;
+                    self.publish(pos, msg)?;
                     return Ok(());
                 }
                 Err(w) => w,
@@ -496,7 +497,7 @@ impl Queue {
                 {
                     continue;
                 }
-                self.publish(pos, slot, claimed, msg)?;
+                self.publish(pos, msg)?;
                 return Ok(());
             }
             if d < 0 {
@@ -522,19 +523,19 @@ impl Queue {
         Err(QueueError::Corrupt)
     }
 
-    /// With the slot at `pos` claimed (its word is `claimed`): copies the message in,
-    /// publishes it, and then moves the tail on: a receiver may take the message before that
-    /// (other senders that find the claimed slot at the tail help the tail on meanwhile).
-    fn publish(
-        &self,
-        pos: u64,
-        slot: &AtomicU64,
-        claimed: u64,
-        msg: &[u8],
-    ) -> Result<(), QueueError> {
+    /// With the slot at `pos` claimed by us: copies the message in, publishes it, and then
+    /// moves the tail on: a receiver may take the message before that (other senders that
+    /// find the claimed slot at the tail help the tail on meanwhile).
+    fn publish(&self, pos: u64, msg: &[u8]) -> Result<(), QueueError> {
         self.write_slot(pos, msg);
+        let claimed = word(pos, WRITING, self.token);
         let ready = word(pos, READY, 0);
-        let published = slot.compare_exchange(claimed, ready, Ordering::SeqCst, Ordering::Relaxed);
+        let published = self.state_word(pos).compare_exchange(
+            claimed,
+            ready,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        );
         let tail = self.u64_at(OFF_TAIL);
         let _ = tail.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
         if published.is_err() {
@@ -863,20 +864,11 @@ fn stats_of(map: &Mapping, geo: &Geometry) -> Stats {
         // SAFETY: header offsets inside the mapping, 8-aligned; atomic loads only.
         unsafe { &*map.ptr().add(off).cast::<AtomicU64>() }.load(Ordering::Relaxed)
     };
-    // The head may lag behind slots already taken (receivers leave moving it to whoever looks
-    // next): count from the first slot at or after it that is still this lap's.
-    let tail = read(OFF_TAIL);
-    let mut head = read(OFF_HEAD);
-    for _ in 0..geo.capacity {
-        let at = HEADER + (head % geo.capacity) as usize * geo.slot_size;
-        let w = read(at);
-        let taken = distance(word_pos(w), head) > 0 || word_state(w) == READING;
-        if head >= tail || !taken {
-            break;
-        }
-        head += 1;
-    }
-    let depth = tail.wrapping_sub(head).min(geo.capacity);
+    // The tail moves on after a publish, so a quick receiver can move the head past it for a
+    // moment: saturate rather than wrap.
+    let depth = read(OFF_TAIL)
+        .saturating_sub(read(OFF_HEAD))
+        .min(geo.capacity);
     // A shared counter plus every entry's count of the same thing.
     let total = |shared: usize, field: usize| {
         (0..COUNTER_ENTRIES).fold(read(shared), |sum, i| {

@@ -419,3 +419,15 @@ fn counts_stay_exact_past_the_counter_table_and_across_dead_openers() {
     }
     check(sent, sent);
 }
+
+#[test]
+fn depth_is_zero_while_the_head_is_briefly_past_the_tail() {
+    // A receiver may take a message and move the head on before its sender moves the tail.
+    let fd = new_queue(8, 16);
+    let q = open(&fd);
+    q.u64_at(OFF_TAIL).store(5, Ordering::SeqCst);
+    q.u64_at(OFF_HEAD).store(6, Ordering::SeqCst);
+    assert_eq!(q.stats().depth, 0);
+    q.u64_at(OFF_TAIL).store(9, Ordering::SeqCst);
+    assert_eq!(q.stats().depth, 3);
+}

@@ -21,6 +21,20 @@ fn nft(kind: u16) -> u16 {
     (NFNL_SUBSYS_NFTABLES << 8) | kind
 }
 
+/// An nf_tables request about family inet (hydra's table's family).
+fn inet_request(kind: u16, flags: u16, seq: u32, attrs: &[u8]) -> Vec<u8> {
+    request(
+        Header {
+            kind: nft(kind),
+            flags,
+            seq,
+            family: NFPROTO_INET,
+            res_id: 0,
+        },
+        attrs,
+    )
+}
+
 const ACK: u16 = libc::NLM_F_ACK as u16;
 const DUMP: u16 = libc::NLM_F_DUMP as u16;
 
@@ -89,16 +103,7 @@ impl Session {
     /// Whether table `table` (family inet) exists: one NFT_MSG_GETTABLE.
     pub fn table_exists(&mut self, table: &str) -> io::Result<bool> {
         let seq = self.next_seq();
-        let ask = request(
-            Header {
-                kind: nft(NFT_MSG_GETTABLE),
-                flags: ACK,
-                seq,
-                family: NFPROTO_INET,
-                res_id: 0,
-            },
-            &text(NFTA_TABLE_NAME, table),
-        );
+        let ask = inet_request(NFT_MSG_GETTABLE, ACK, seq, &text(NFTA_TABLE_NAME, table));
         self.socket.send(&ask, 0)?;
         // The table comes first, then the ACK; or only the error.
         let mut found = false;
@@ -143,16 +148,7 @@ impl Session {
         for change in changes {
             let (kind, flags, attrs) = change.encode(table);
             let seq = self.next_seq();
-            out.extend(request(
-                Header {
-                    kind: nft(kind),
-                    flags: flags | ACK,
-                    seq,
-                    family: NFPROTO_INET,
-                    res_id: 0,
-                },
-                &attrs,
-            ));
+            out.extend(inet_request(kind, flags | ACK, seq, &attrs));
         }
         let end = self.next_seq();
         out.extend(batch(NFNL_MSG_BATCH_END, end));
@@ -194,16 +190,7 @@ impl Session {
     /// Every rule of table `table` (family inet) that counts: its chain, comment and counter.
     pub fn counters(&mut self, table: &str) -> io::Result<Vec<Counted>> {
         let seq = self.next_seq();
-        let ask = request(
-            Header {
-                kind: nft(NFT_MSG_GETRULE),
-                flags: DUMP,
-                seq,
-                family: NFPROTO_INET,
-                res_id: 0,
-            },
-            &text(NFTA_RULE_TABLE, table),
-        );
+        let ask = inet_request(NFT_MSG_GETRULE, DUMP, seq, &text(NFTA_RULE_TABLE, table));
         self.socket.send(&ask, 0)?;
         let mut out = Vec::new();
         loop {

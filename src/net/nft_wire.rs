@@ -150,10 +150,44 @@ pub enum Base {
     Transport,
 }
 
+impl Base {
+    /// NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER.
+    fn number(self) -> u32 {
+        match self {
+            Base::Network => 1,
+            Base::Transport => 2,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Base::Network => "network",
+            Base::Transport => "transport",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
     Eq,
     Neq,
+}
+
+impl CmpOp {
+    /// NFT_CMP_EQ, NFT_CMP_NEQ.
+    fn number(self) -> u32 {
+        match self {
+            CmpOp::Eq => 0,
+            CmpOp::Neq => 1,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "eq",
+            CmpOp::Neq => "neq",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,25 +319,17 @@ impl Expr {
                 len,
                 dreg,
             } => {
-                let base = match base {
-                    Base::Network => 1,
-                    Base::Transport => 2,
-                };
                 vec![
                     be32(1, *dreg),
-                    be32(2, base),
+                    be32(2, base.number()),
                     be32(3, *offset),
                     be32(4, *len),
                 ]
             }
             Expr::Cmp { op, sreg, data } => {
-                let op = match op {
-                    CmpOp::Eq => 0,
-                    CmpOp::Neq => 1,
-                };
                 vec![
                     be32(1, *sreg),
-                    be32(2, op),
+                    be32(2, op.number()),
                     data_attr(3, &Data::Value(data.clone())),
                 ]
             }
@@ -402,21 +428,14 @@ impl fmt::Display for Expr {
                 len,
                 dreg,
             } => {
-                let base = match base {
-                    Base::Network => "network",
-                    Base::Transport => "transport",
-                };
                 write!(
                     f,
-                    "[ payload load {len}b @ {base} header + {offset} => reg {dreg} ]"
+                    "[ payload load {len}b @ {} header + {offset} => reg {dreg} ]",
+                    base.name()
                 )
             }
             Expr::Cmp { op, sreg, data } => {
-                let op = match op {
-                    CmpOp::Eq => "eq",
-                    CmpOp::Neq => "neq",
-                };
-                write!(f, "[ cmp {op} reg {sreg} {} ]", words(data))
+                write!(f, "[ cmp {} reg {sreg} {} ]", op.name(), words(data))
             }
             Expr::Bitwise {
                 sreg,

@@ -977,6 +977,13 @@ pub fn host_cmd(prog: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `hydra ports NAME --json`: one object per mapping.
+pub fn ports(name: &str) -> Vec<serde_json::Value> {
+    let out = Hydra::bare().args(["ports", name, "--json"]).output();
+    out.assert_ok();
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ports --json: {e}\n{out}"))
+}
+
 /// What `process` printed in a foreground `up` (its `name | line` lines, without the prefix).
 pub fn said(out: &Output, process: &str) -> Vec<String> {
     out.stdout
