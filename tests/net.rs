@@ -532,7 +532,7 @@ fn nft_rules(chain: &str) -> Vec<serde_json::Value> {
 fn nft_reads_back_the_rules_hydra_wrote_over_netlink() {
     require_root();
     let mut run = Hydra::run("net-listing")
-        .args(["-p", "18181:8080", "-p", "127.0.0.1:18182:5353/udp"])
+        .args(["-p", "18183:8080", "-p", "127.0.0.1:18184:5353/udp"])
         .sh(SERVERS)
         .spawn();
     run.wait_for_stdout("servers up");
@@ -545,8 +545,8 @@ fn nft_reads_back_the_rules_hydra_wrote_over_netlink() {
         &["list", "chain", "inet", "hydra", &format!("{name}-dnat")],
     );
     for wanted in [
-        format!("meta nfproto ipv4 tcp dport 18181 counter packets 0 bytes 0 dnat ip to {guest}:8080 comment \"m0 new\""),
-        format!("ip daddr 127.0.0.1 udp dport 18182 counter packets 0 bytes 0 dnat ip to {guest}:5353 comment \"m1 new\""),
+        format!("meta nfproto ipv4 tcp dport 18183 counter packets 0 bytes 0 dnat ip to {guest}:8080 comment \"m0 new\""),
+        format!("ip daddr 127.0.0.1 udp dport 18184 counter packets 0 bytes 0 dnat ip to {guest}:5353 comment \"m1 new\""),
     ] {
         assert!(text.contains(&wanted), "{wanted}\nnot in\n{text}");
     }
@@ -577,12 +577,12 @@ fn nft_reads_back_the_rules_hydra_wrote_over_netlink() {
     for wanted in [
         vec![format!("\"{veth}\" : jump {name}-pre")],
         vec![
-            format!("tcp . 18181 : jump {name}-dnat"),
-            format!("6 . 18181 : jump {name}-dnat"),
+            format!("tcp . 18183 : jump {name}-dnat"),
+            format!("6 . 18183 : jump {name}-dnat"),
         ],
         vec![
-            format!("udp . 18182 : jump {name}-dnat"),
-            format!("17 . 18182 : jump {name}-dnat"),
+            format!("udp . 18184 : jump {name}-dnat"),
+            format!("17 . 18184 : jump {name}-dnat"),
         ],
     ] {
         assert!(
