@@ -20,11 +20,11 @@ facts+=" ($(nproc) CPUs), $(date -u '+%Y-%m-%d %H:%M UTC')"
 block=$(
   echo "### IPC: hydra's queue against pipes, Unix sockets and POSIX message queues"
   echo
-  echo "$facts. One run of \`make bench-ipc\` (hack/bench-ipc.sh → benches/ipc.rs, release build), two processes pinned to CPU 0 and CPU 1; latency is half a ping-pong round trip (after 1,000 of warm-up: the median from batches of 100 round trips timed together, as a clock read costs about as much as a cache-line transfer here; the p99 from round trips timed one by one; 100,000 of each for 64 B, 50,000 for 1 KiB, 5,000 for 64 KiB), throughput a one-way stream of 1,000,000 / 500,000 / 20,000 messages; queues of 256 messages. POSIX mq sizes above \`fs.mqueue.msgsize_max\` are not measured (the sysctl is left alone)."
+  echo "$facts. One run of \`make bench-ipc\` (hack/bench-ipc.sh → benches/ipc.rs, release build), two processes pinned to CPU 0 and CPU 1; latency is half a ping-pong round trip (after 1,000 of warm-up: the median from batches of 100 round trips timed together, as a clock read costs about as much as a cache-line transfer here; the p99 from round trips timed one by one; 100,000 of each for 64 B, 50,000 for 1 KiB, 5,000 for 64 KiB), throughput a one-way stream of 1,000,000 / 500,000 / 20,000 messages; queues of 256 messages. Senders take their messages from 16 prebuilt bodies, each stamped with its sequence number as it goes (no allocation, no cache miss of the sender's own in the timed loop). POSIX mq sizes above \`fs.mqueue.msgsize_max\` are not measured (the sysctl is left alone)."
   echo
   cat "$cache/table.md"
   echo
   echo "- Blocking latencies of every kernel IPC here, hydra's futex wake included, are dominated by waking the other vCPU from idle (~20 µs on this VM); spin mode never sleeps."
-  echo "- The floor depends on where the hypervisor puts the two vCPUs: 21–26 ns when they share a physical core, 60–650 ns when they do not (both seen on 2026-11-28 in repeated runs of \`cargo bench --bench ipc -- latency\`, which prints the floor and the spin queue's 64 B latency five times); the latency target is only tight in the first case, which is the one shown when the machine is quiet."
+  echo "- The floor depends on where the hypervisor puts the two vCPUs, which changes within minutes: 21–29 ns at some times, 60–650 ns at others (seen on 2026-11-28 and 2026-11-29 in repeated runs of \`cargo bench --bench ipc -- latency\`, which prints the floor and the spin queue's 64 B latency five times; \`-- throughput\` prints the 64 B throughput of the spin queue and the Unix stream socket five times). The latency target is only tight in the first case; the table is from a run in it."
 )
 hack/doc-section.sh bench-ipc "IPC" "$block"

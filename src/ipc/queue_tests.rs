@@ -431,3 +431,32 @@ fn depth_is_zero_while_the_head_is_briefly_past_the_tail() {
     q.u64_at(OFF_TAIL).store(9, Ordering::SeqCst);
     assert_eq!(q.stats().depth, 3);
 }
+
+#[test]
+fn the_ring_index_is_the_remainder_for_every_capacity_and_position() {
+    let mut capacities: Vec<u64> = vec![1, 2, 3, 5, 7, 8, 100, 255, 256, 1000, 65_537];
+    capacities.extend([MAX_CAPACITY - 1, MAX_CAPACITY].map(u64::from));
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for cap in capacities {
+        let magic = capacity_magic(cap);
+        let edges = [
+            0,
+            1,
+            cap - 1,
+            cap,
+            cap + 1,
+            POS_MASK,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let random = (0..20_000).map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        });
+        for pos in edges.into_iter().chain(random) {
+            assert_eq!(ring_index(pos, magic, cap), pos % cap, "{pos} % {cap}");
+        }
+    }
+}
