@@ -512,6 +512,15 @@ fn cache_line_ns() -> f64 {
     ns
 }
 
+/// Nanoseconds as microseconds, to the nanosecond below 1 µs (where the queue's figures are).
+fn micros(ns: f64) -> String {
+    if ns < 1000.0 {
+        format!("{:.3}", ns / 1000.0)
+    } else {
+        format!("{:.2}", ns / 1000.0)
+    }
+}
+
 /// `ipc latency`: only the floor and the spin queue's 64 B latency, five times (to see the
 /// effect of a change to the queue's fast path quickly, without the whole table).
 fn latency_only() {
@@ -574,10 +583,10 @@ fn main() {
             }
             let f = measure(kind, size);
             println!(
-                "| {} | {label} | {:.2} | {:.2} | {:.0} | {:.0} |",
+                "| {} | {label} | {} | {} | {:.0} | {:.0} |",
                 kind.name(),
-                f.median_ns / 1000.0,
-                f.p99_ns / 1000.0,
+                micros(f.median_ns),
+                micros(f.p99_ns),
                 f.msgs_per_s,
                 f.mb_per_s
             );
