@@ -562,7 +562,7 @@ impl Queue {
         Err(QueueError::Corrupt)
     }
 
-    /// With the slot at `pos` claimed by us: copies the message in, publishes it, and then
+    /// With `slot` claimed by us: copies the message in, publishes it, and then
     /// moves the tail on: a receiver may take the message before that (other senders that
     /// find the claimed slot at the tail help the tail on meanwhile).
     fn publish(&self, slot: Slot, msg: &[u8]) -> Result<(), QueueError> {
@@ -741,7 +741,7 @@ impl Queue {
         Err(QueueError::Corrupt)
     }
 
-    /// With the slot at `pos` claimed by us: copies the message out, frees the slot for the
+    /// With `slot` claimed by us: copies the message out, frees it for the
     /// next lap, and then moves the head on (helpers may move it first): the message reaches
     /// its reader one locked instruction sooner.
     fn take(&self, slot: Slot, buf: &mut Vec<u8>) {
