@@ -182,7 +182,7 @@ fn ipv6_clients_reach_the_mapping_through_hydras_own_listener() {
 fn ports_counts_connections_and_bytes_of_the_mapping() {
     require_root();
     let mut run = Hydra::run("net-count")
-        .args(["-p", "18111:8080"])
+        .args(["-p", "18114:8080"])
         .sh(SERVERS)
         .spawn();
     run.wait_for_stdout("servers up");
@@ -190,13 +190,13 @@ fn ports_counts_connections_and_bytes_of_the_mapping() {
     link_of(&name);
     // connect() retries until the server listens; earlier refused attempts are flows too, so
     // the counters are read relative to a first connection.
-    let mut first = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18111)));
+    let mut first = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18114)));
     assert_eq!(echo(&mut first, b"x"), b"x");
     let before = ports(&name)[0].clone();
     assert_eq!(before["active"], 1, "{before}");
     let payload = vec![b'a'; 100_000];
     for _ in 0..3 {
-        let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18111)));
+        let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18114)));
         assert_eq!(echo(&mut s, &payload), payload);
     }
     let after = ports(&name)[0].clone();
@@ -218,7 +218,7 @@ fn ports_counts_connections_and_bytes_of_the_mapping() {
     assert_eq!(after["process"], name.as_str());
     let table = Hydra::bare().args(["ports", &name]).output();
     table.assert_ok();
-    table.assert_stdout_contains("18111/tcp");
+    table.assert_stdout_contains("18114/tcp");
     drop(first);
     run.signal(libc::SIGTERM);
     run.wait();
@@ -272,6 +272,19 @@ fn complete_has_only_lo_and_reaches_nothing() {
         "its own lo, not the host's: {out}"
     );
     assert!(lines[2].starts_with("connect: ENETUNREACH"), "{out}");
+}
+
+#[test]
+fn a_partial_link_is_ipv4_only_and_sends_nothing_by_itself() {
+    require_root();
+    // Without an IPv6 link-local address, nothing (duplicate address detection, router
+    // solicitation, multicast reports) leaves the process's link before it talks.
+    let out = Hydra::run("net-quiet")
+        .args(["--net", "partial"])
+        .sh("sleep 2; cat /sys/class/net/eth0/statistics/tx_packets; ip -6 addr show dev eth0 | grep -c inet6; ip -4 addr show dev eth0 | grep -c inet; true")
+        .output();
+    out.assert_ok();
+    assert_eq!(out.lines(), ["0", "0", "1"], "{out}");
 }
 
 #[test]

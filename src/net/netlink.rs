@@ -12,7 +12,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -227,6 +228,23 @@ impl Netlink {
                 step: "looking up an interface",
                 errno: Errno::ENODEV,
             })
+    }
+
+    /// Makes interface `index` generate no IPv6 address (no link-local one, so no duplicate
+    /// address detection, router solicitation or multicast listener report goes out when it
+    /// comes up); the kernel still lets it carry IPv6 if an address is added. Before `set_up`.
+    pub fn no_ipv6_addresses(&mut self, index: u32) -> Result<(), NetlinkError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes = vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )])];
+        self.request(
+            "turning off IPv6 addresses of an interface",
+            RouteNetlinkMessage::SetLink(message),
+            NLM_F_ACK,
+        )
+        .map(drop)
     }
 
     /// Sets interface `index` up.

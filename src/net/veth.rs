@@ -45,6 +45,11 @@ pub fn set_ipv4(name: &str, key: &str, value: &str) -> Result<(), VethError> {
     std::fs::write(&path, value).map_err(|source| VethError::Sysctl { path, source })
 }
 
+/// Whether the kernel has IPv6 (otherwise there is nothing to turn off).
+fn ipv6_enabled() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
+
 /// Disables IPv6 on a host interface of hydra's (its links are IPv4 only).
 pub fn disable_ipv6(name: &str) -> Result<(), VethError> {
     let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
@@ -119,6 +124,11 @@ pub fn attach(pid: Pid, plan: &LinkPlan) -> Result<(), VethError> {
     let mut inner = Netlink::open_in(netns.as_fd())?;
     for (name, address, prefix) in &inner_setup {
         let index = inner.link_index(name)?;
+        // The links are IPv4 only; an IPv6 link-local address would make the kernel send
+        // ~500 bytes of neighbour and multicast chatter out of every process at start.
+        if ipv6_enabled() {
+            inner.no_ipv6_addresses(index)?;
+        }
         inner.add_address(index, *address, *prefix)?;
         inner.set_up(index)?;
     }
