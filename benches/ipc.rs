@@ -438,15 +438,7 @@ fn latency(kind: Kind, size: usize, rounds: u64) -> (f64, f64) {
     }
     wait();
     drop((to_child, from_child));
-    let sorted = |mut v: Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v
-    };
-    let (singles, batches) = (sorted(singles), sorted(batches));
-    (
-        batches[batches.len() / 2] / 2.0,
-        singles[singles.len() * 99 / 100] / 2.0,
-    )
+    (median(batches) / 2.0, percentile(singles, 99) / 2.0)
 }
 
 /// Throughput: a stream one way, then one reply when all arrived.
@@ -567,9 +559,14 @@ impl Headline {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The value `p` percent of `v` lie below (`v` not empty).
+fn percentile(mut v: Vec<f64>, p: usize) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v[v.len() * p / 100]
+}
+
+fn median(v: Vec<f64>) -> f64 {
+    percentile(v, 50)
 }
 
 /// The median of each member of the pairs, apart.

@@ -12,8 +12,10 @@
 //! message, publishes (writing → ready) and only then moves the tail on. A receiver claims the
 //! ready slot at the head (→ reading), copies the message out, frees the slot for the next lap
 //! (position + capacity) and only then moves the head on. Whoever finds a claimed or
-//! already-taken slot at the tail or head meanwhile moves it on (helping), so the locked
-//! instructions on a message's way are just the two claims, the publish and the free. Both
+//! already-taken slot at the tail or head meanwhile moves it on (helping), so between a send
+//! and the receive that gets it there are only the sender's claim and publish and the
+//! receiver's claim; the free and the two moves (six locked instructions a message in all)
+//! come after the publish or the copy. Both
 //! claims are one compare-and-swap that predicts the word (free for this lap; ready), with no
 //! load before it: a load would fetch the line shared and the swap fetch it again exclusively.
 //! The slot's index, `pos % capacity`, is computed by multiplication (`ring_index`). Neither
@@ -418,30 +420,23 @@ impl Queue {
         self.state(self.slot(pos))
     }
 
-    /// Asks the CPU to fetch the cache lines of `slot` that a message of `len`
-    /// bytes spills into (the first, with the state word, is being fetched anyway), at most
-    /// three: their transfers from the other core then overlap the claim instead of following
-    /// it. `write`: fetch them for writing (the sender's copy).
-    fn prefetch_message(&self, slot: Slot, len: usize, write: bool) {
+    /// Asks the CPU to fetch, for writing, the cache lines of `slot` that a message of `len`
+    /// bytes spills into (the first, with the state word, comes with the claim), at most three:
+    /// their transfers from the other core then overlap the claim instead of following it.
+    fn prefetch_message(&self, slot: Slot, len: usize) {
         #[cfg(target_arch = "x86_64")]
         {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
             let lines = (DATA + len.min(self.geo.max_message)).div_ceil(64).min(4);
             for i in 1..lines {
                 let line = self.map.ptr().wrapping_add(slot.off + i * 64).cast::<i8>();
                 // SAFETY: a prefetch is a hint: it never faults and changes no memory; the
                 // address is inside the slot anyway.
-                unsafe {
-                    if write {
-                        _mm_prefetch::<_MM_HINT_ET0>(line);
-                    } else {
-                        _mm_prefetch::<_MM_HINT_T0>(line);
-                    }
-                }
+                unsafe { _mm_prefetch::<_MM_HINT_ET0>(line) };
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (slot, len, write);
+        let _ = (slot, len);
     }
 
     /// Adds to a shared counter (`shared`), or to the same count (`field`) in our own entry,
@@ -505,7 +500,7 @@ impl Queue {
             let pos = tail.load(Ordering::Acquire);
             let at = self.slot(pos);
             let slot = self.state(at);
-            self.prefetch_message(at, msg.len(), true);
+            self.prefetch_message(at, msg.len());
             // Claim at once, expecting the slot free for this lap (the common case): one
             // exclusive fetch of the line the receiver polls instead of a shared one and then
             // an exclusive one. A failed swap returns what the slot holds: the general case.
@@ -719,8 +714,8 @@ impl Queue {
                     }
                 }
                 READY => {
-                    let len = self.u32_at(at.off + 8).load(Ordering::Relaxed);
-                    self.prefetch_message(at, len as usize, false);
+                    // A ready word the predicted swap did not match: one with an owner token,
+                    // which no sender writes (a scribbler did). Take it all the same.
                     if slot
                         .compare_exchange(w, claimed, Ordering::SeqCst, Ordering::Relaxed)
                         .is_err()
