@@ -122,11 +122,12 @@ pub fn attach(pid: Pid, plan: &LinkPlan) -> Result<(), VethError> {
         ));
     }
     let mut inner = Netlink::open_in(netns.as_fd())?;
+    // The links are IPv4 only; an IPv6 link-local address would make the kernel send ~500
+    // bytes of neighbour and multicast chatter out of every process at start.
+    let ipv6 = ipv6_enabled();
     for (name, address, prefix) in &inner_setup {
         let index = inner.link_index(name)?;
-        // The links are IPv4 only; an IPv6 link-local address would make the kernel send
-        // ~500 bytes of neighbour and multicast chatter out of every process at start.
-        if ipv6_enabled() {
+        if ipv6 {
             inner.no_ipv6_addresses(index)?;
         }
         inner.add_address(index, *address, *prefix)?;
