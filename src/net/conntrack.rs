@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::nfnetlink::{attr, message, NESTED};
+use super::nfnetlink::{attr, message, nest};
 use crate::config::Protocol;
 
 const TABLE: &str = "/proc/net/nf_conntrack";
@@ -106,21 +106,17 @@ pub fn flush_udp(port: u16) -> usize {
 /// An IPCTNL_MSG_CT_DELETE request naming `flow` by its original tuple (ctnetlink).
 fn delete_message(flow: &Flow) -> Option<Vec<u8>> {
     const IPCTNL_MSG_CT_DELETE: u16 = (1 << 8) | 2; // NFNL_SUBSYS_CTNETLINK << 8
-    let ip = [
+    let ip = vec![
         attr(1, &flow.orig_src?.octets()), // CTA_IP_V4_SRC
         attr(2, &flow.orig_dst?.octets()), // CTA_IP_V4_DST
-    ]
-    .concat();
-    let proto = [
-        attr(1, &[libc::IPPROTO_UDP as u8]),      // CTA_PROTO_NUM
+    ];
+    let proto = vec![
+        attr(1, &[Protocol::Udp.number()]),       // CTA_PROTO_NUM
         attr(2, &flow.orig_sport?.to_be_bytes()), // CTA_PROTO_SRC_PORT
         attr(3, &flow.orig_dport?.to_be_bytes()), // CTA_PROTO_DST_PORT
-    ]
-    .concat();
-    let tuple = attr(
-        1 | NESTED,                                                  // CTA_TUPLE_ORIG
-        &[attr(1 | NESTED, &ip), attr(2 | NESTED, &proto)].concat(), // CTA_TUPLE_IP, _PROTO
-    );
+    ];
+    // CTA_TUPLE_ORIG holding CTA_TUPLE_IP and CTA_TUPLE_PROTO.
+    let tuple = nest(1, &[nest(1, &ip), nest(2, &proto)]);
     Some(message(
         IPCTNL_MSG_CT_DELETE,
         0,
