@@ -4,31 +4,12 @@
 mod common;
 
 use common::*;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The process's own cgroup directory for `controller`: v1 `/sys/fs/cgroup/<c>/hydra/<n>/<n>`,
-/// pure v2 `/sys/fs/cgroup/hydra/<n>/<n>`.
-fn cgroup_dir(controller: &str, name: &str) -> PathBuf {
-    let v1 = Path::new("/sys/fs/cgroup").join(controller);
-    let base = if v1.is_dir() {
-        v1
-    } else {
-        PathBuf::from("/sys/fs/cgroup")
-    };
-    base.join("hydra").join(name).join(name)
-}
-
-fn is_v1(controller: &str) -> bool {
-    Path::new("/sys/fs/cgroup").join(controller).is_dir()
-}
-
-fn read_trim(p: &Path) -> String {
-    fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-        .trim()
-        .to_string()
+/// The process's own cgroup directory for `controller`: `hydra/<n>/<n>` of its hierarchy.
+fn process_cgroup(controller: &str, name: &str) -> PathBuf {
+    cgroup_dir(controller, &format!("{name}/{name}"))
 }
 
 /// Run `hydra run FLAGS -- sh -c 'echo ready; read x'`, call `check(name, hydra_pid)` while it
@@ -76,13 +57,17 @@ fn assert_cgroup_limit(
 ) {
     let mut seen = None;
     let out = while_running(label, flags, |name, pid| {
-        let dir = cgroup_dir(controller, name);
+        let dir = process_cgroup(controller, name);
         assert!(
             wait_for_path(&dir, Duration::from_secs(5)),
             "{} missing",
             dir.display()
         );
-        let file = if is_v1(controller) { files.0 } else { files.1 };
+        let file = if cgroup_v1(controller) {
+            files.0
+        } else {
+            files.1
+        };
         assert_eq!(read_trim(&dir.join(file)), want, "{}/{file}", dir.display());
         assert_member(&dir, pid);
         seen = Some(dir);
@@ -106,7 +91,7 @@ fn memory_limit_is_set_on_the_process_cgroup() {
 #[test]
 fn cpus_sets_the_cfs_quota() {
     let files = ("cpu.cfs_quota_us", "cpu.max");
-    let want = if is_v1("cpu") {
+    let want = if cgroup_v1("cpu") {
         "50000"
     } else {
         "50000 100000"
@@ -117,7 +102,7 @@ fn cpus_sets_the_cfs_quota() {
 #[test]
 fn cpus_uses_a_100ms_period() {
     let files = ("cpu.cfs_period_us", "cpu.max");
-    let want = if is_v1("cpu") {
+    let want = if cgroup_v1("cpu") {
         "100000"
     } else {
         "50000 100000"
@@ -248,7 +233,7 @@ fn max_files_limits_open_descriptors() {
 #[test]
 fn the_process_sees_its_own_limits_read_only_at_sys_fs_cgroup() {
     require_root();
-    let (file, write) = if is_v1("memory") {
+    let (file, write) = if cgroup_v1("memory") {
         (
             "/sys/fs/cgroup/memory/memory.limit_in_bytes",
             "memory/memory.limit_in_bytes",
