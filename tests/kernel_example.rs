@@ -125,19 +125,6 @@ fn field<'a>(page: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key:?} on the page:\n{page}"))
 }
 
-fn cpu_quota(rel: &str) -> String {
-    if cgroup_v1("cpu") {
-        let dir = cgroup_dir("cpu", rel);
-        format!(
-            "{} {}",
-            read_trim(&dir.join("cpu.cfs_quota_us")),
-            read_trim(&dir.join("cpu.cfs_period_us"))
-        )
-    } else {
-        read_trim(&cgroup_dir("cpu", rel).join("cpu.max"))
-    }
-}
-
 #[test]
 fn the_kernel_example_runs_end_to_end_from_its_encrypted_image() {
     let app = example();

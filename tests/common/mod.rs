@@ -759,6 +759,21 @@ pub fn cgroup_dir(controller: &str, rel: &str) -> PathBuf {
     base.join("hydra").join(rel)
 }
 
+/// The CPU quota of cgroup `hydra/<rel>` as `QUOTA PERIOD` (µs) on v1 and v2 alike (`max` for
+/// none on v2, `-1` on v1).
+pub fn cpu_quota(rel: &str) -> String {
+    let dir = cgroup_dir("cpu", rel);
+    if cgroup_v1("cpu") {
+        format!(
+            "{} {}",
+            read_trim(&dir.join("cpu.cfs_quota_us")),
+            read_trim(&dir.join("cpu.cfs_period_us"))
+        )
+    } else {
+        read_trim(&dir.join("cpu.max"))
+    }
+}
+
 /// `/sys/fs/cgroup/hydra` (pure v2) and `/sys/fs/cgroup/<controller>/hydra` for every hierarchy.
 pub fn cgroup_hydra_dirs() -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
