@@ -238,4 +238,68 @@ mod tests {
             remove_with(&mut s, &a, true).unwrap();
         });
     }
+
+    #[test]
+    fn counters_read_while_other_containers_come_and_go_miss_no_rule() {
+        in_scratch_netns(|| {
+            let mut s = Session::open().unwrap();
+            // Enough other containers that a dump takes several datagrams: the kernel can only
+            // find the ruleset changed between two of them.
+            let like_a = |name: String, n: u8| {
+                let mut b = sample();
+                b.container = name;
+                for (e, i) in b.endpoints.iter_mut().zip([0u8, 4, 8]) {
+                    e.subnet.network = std::net::Ipv4Addr::new(10, 232, n, i);
+                }
+                for f in &mut b.forwards {
+                    f.host_port += 100 * u16::from(n) + 100;
+                }
+                b
+            };
+            let fillers: Vec<Network> = (0..40).map(|n| like_a(format!("fill{n}"), n)).collect();
+            for (i, f) in fillers.iter().enumerate() {
+                s.apply(TABLE, &nft_table::install(f, i > 0)).unwrap();
+            }
+            let a = like_a("my-app".into(), 60);
+            s.apply(TABLE, &nft_table::install(&a, true)).unwrap();
+            let of_a = |s: &mut Session| {
+                s.counters(TABLE)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|c| firewall::is_chain_of("my-app", &c.chain))
+                    .count()
+            };
+            let want = of_a(&mut s);
+            assert!(want > 0);
+            // Containers whose chains come before my-app's go and come back all the while (a
+            // thread in the same namespace, a change every 10 ms): each going moves
+            // my-app's rules in the kernel's list, which an unchecked dump would skip over.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let churn = {
+                let stop = stop.clone();
+                let fillers = fillers.clone();
+                std::thread::spawn(move || {
+                    let mut s = Session::open().unwrap();
+                    for f in fillers.iter().cycle() {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        remove_with(&mut s, f, false).unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        s.apply(TABLE, &nft_table::install(f, true)).unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                })
+            };
+            for _ in 0..100 {
+                assert_eq!(of_a(&mut s), want, "a dump missed or repeated rules");
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            churn.join().unwrap();
+            for f in &fillers {
+                remove_with(&mut s, f, false).unwrap();
+            }
+            remove_with(&mut s, &a, true).unwrap();
+        });
+    }
 }

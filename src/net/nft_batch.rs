@@ -188,16 +188,34 @@ impl Session {
     }
 
     /// Every rule of table `table` (family inet) that counts: its chain, comment and counter.
+    /// A dump the kernel marks interrupted (the ruleset changed under it: another container
+    /// came or went) may miss or repeat rules, so it is taken again, as nft does.
     pub fn counters(&mut self, table: &str) -> io::Result<Vec<Counted>> {
+        let give_up = std::time::Instant::now() + DUMP_PATIENCE;
+        while std::time::Instant::now() < give_up {
+            if let Some(counted) = self.dump_counters(table)? {
+                return Ok(counted);
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            format!("the rules of table {table} kept changing while they were read"),
+        ))
+    }
+
+    /// One dump of the rules' counters; `None` if the kernel marked it interrupted.
+    fn dump_counters(&mut self, table: &str) -> io::Result<Option<Vec<Counted>>> {
         let seq = self.next_seq();
         let ask = inet_request(NFT_MSG_GETRULE, DUMP, seq, &text(NFTA_RULE_TABLE, table));
         self.socket.send(&ask, 0)?;
         let mut out = Vec::new();
+        let mut interrupted = false;
         loop {
             let done = self.read(false, |r| {
                 if r.seq != seq {
                     return None;
                 }
+                interrupted |= r.flags & NLM_F_DUMP_INTR != 0;
                 if r.kind == libc::NLMSG_DONE as u16 {
                     return Some(Ok(()));
                 }
@@ -213,11 +231,18 @@ impl Session {
                 None
             })?;
             if let Some(Some(result)) = done {
-                return result.map(|()| out);
+                return result.map(|()| (!interrupted).then_some(out));
             }
         }
     }
 }
+
+/// NLM_F_DUMP_INTR: the dump was inconsistent (the object list changed while it ran).
+const NLM_F_DUMP_INTR: u16 = 0x10;
+/// How long interrupted dumps are taken again before giving up (one takes well under a
+/// millisecond; containers starting and stopping change the ruleset every few milliseconds at
+/// most).
+const DUMP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The outcome of a transaction from its answers: the first refusal in batch order, else
 /// success once every change was acknowledged.
