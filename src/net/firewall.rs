@@ -108,6 +108,14 @@ pub fn chain_name(container: &str, role: &str) -> String {
     format!("{container}-{role}")
 }
 
+/// The names of `container`'s chains, in the order of [`ROLES`].
+pub fn chain_names(container: &str) -> Vec<String> {
+    ROLES
+        .iter()
+        .map(|role| chain_name(container, role))
+        .collect()
+}
+
 /// Whether `chain` is one of `container`'s chains (names may contain `-`, roles do not).
 pub fn is_chain_of(container: &str, chain: &str) -> bool {
     ROLES

@@ -78,10 +78,11 @@ pub struct Count {
 
 /// Every commented counter in `container`'s chains.
 pub fn counters(container: &str) -> Result<Vec<Count>, FirewallError> {
-    let counted = session()?.counters(TABLE).map_err(FirewallError::Netlink)?;
+    let counted = session()?
+        .counters(TABLE, &firewall::chain_names(container))
+        .map_err(FirewallError::Netlink)?;
     Ok(counted
         .into_iter()
-        .filter(|c| firewall::is_chain_of(container, &c.chain))
         .filter_map(|c| {
             Some(Count {
                 comment: c.comment?,
@@ -153,7 +154,7 @@ mod tests {
                 listing.contains("dnat ip to numgen inc mod 2 map { 0 : 10.231.0.2, 1 : 10.231.0.6 }:8080 comment \"m0 new\""),
                 "{listing}"
             );
-            let counted = s.counters(TABLE).unwrap();
+            let counted = s.counters(TABLE, &["my-app-dnat".to_string()]).unwrap();
             assert!(counted.iter().any(|c| c.chain == "my-app-dnat"
                 && c.comment.as_deref() == Some("m1 new")
                 && c.packets == 0));
@@ -263,11 +264,8 @@ mod tests {
             let a = like_a("my-app".into(), 60);
             s.apply(TABLE, &nft_table::install(&a, true)).unwrap();
             let of_a = |s: &mut Session| {
-                s.counters(TABLE)
-                    .unwrap()
-                    .into_iter()
-                    .filter(|c| firewall::is_chain_of("my-app", &c.chain))
-                    .count()
+                let chains = firewall::chain_names("my-app");
+                s.counters(TABLE, &chains).unwrap().len()
             };
             let want = of_a(&mut s);
             assert!(want > 0);

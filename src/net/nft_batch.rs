@@ -187,26 +187,37 @@ impl Session {
         verdict(begin, end, changes, &answers)
     }
 
-    /// Every rule of table `table` (family inet) that counts: its chain, comment and counter.
-    /// A dump the kernel marks interrupted (the ruleset changed under it: another container
-    /// came or went) may miss or repeat rules, so it is taken again, as nft does.
-    pub fn counters(&mut self, table: &str) -> io::Result<Vec<Counted>> {
+    /// Every rule of `chains` in table `table` (family inet) that counts: its chain, comment and
+    /// counter. Each chain is dumped alone (a whole table's dump takes many datagrams once many
+    /// containers have rules, and any change to the ruleset between two of them spoils it). A
+    /// dump the kernel marks interrupted (the ruleset changed under it: another container came
+    /// or went) may miss or repeat rules, so it is taken again, as nft does.
+    pub fn counters(&mut self, table: &str, chains: &[String]) -> io::Result<Vec<Counted>> {
+        let mut out = Vec::new();
+        for chain in chains {
+            out.extend(self.chain_counters(table, chain)?);
+        }
+        Ok(out)
+    }
+
+    fn chain_counters(&mut self, table: &str, chain: &str) -> io::Result<Vec<Counted>> {
         let give_up = std::time::Instant::now() + DUMP_PATIENCE;
         while std::time::Instant::now() < give_up {
-            if let Some(counted) = self.dump_counters(table)? {
+            if let Some(counted) = self.dump_counters(table, chain)? {
                 return Ok(counted);
             }
         }
         Err(io::Error::new(
             io::ErrorKind::Interrupted,
-            format!("the rules of table {table} kept changing while they were read"),
+            format!("the rules of {table} {chain} kept changing while they were read"),
         ))
     }
 
     /// One dump of the rules' counters; `None` if the kernel marked it interrupted.
-    fn dump_counters(&mut self, table: &str) -> io::Result<Option<Vec<Counted>>> {
+    fn dump_counters(&mut self, table: &str, chain: &str) -> io::Result<Option<Vec<Counted>>> {
         let seq = self.next_seq();
-        let ask = inet_request(NFT_MSG_GETRULE, DUMP, seq, &text(NFTA_RULE_TABLE, table));
+        let filter = [text(NFTA_RULE_TABLE, table), text(NFTA_RULE_CHAIN, chain)].concat();
+        let ask = inet_request(NFT_MSG_GETRULE, DUMP, seq, &filter);
         self.socket.send(&ask, 0)?;
         let mut out = Vec::new();
         let mut interrupted = false;
