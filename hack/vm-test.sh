@@ -48,7 +48,7 @@ done
 [[ -f $kdir/lib/modules/$kver/modules.dep ]] || depmod -b "$kdir" "$kver"
 mods=()
 for m in virtio_pci 9pnet_virtio 9p overlay veth bridge nf_tables nft_chain_nat nft_nat nft_masq nft_ct \
-  nft_fib_inet nft_numgen nf_conntrack_netlink; do
+  nft_fib_inet nft_numgen nft_socket nf_conntrack_netlink; do
   while read -r _ path; do
     name=$(basename "$path")
     [[ " ${mods[*]} " == *" $name "* ]] && continue

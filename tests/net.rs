@@ -224,6 +224,117 @@ fn ports_counts_connections_and_bytes_of_the_mapping() {
     run.wait();
 }
 
+/// The packets counted by the rule of `chain` with `comment`.
+fn counted(chain: &str, comment: &str) -> u64 {
+    nft_rules(chain)
+        .iter()
+        .filter(|r| r["comment"] == comment)
+        .flat_map(|r| r["expr"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["counter"]["packets"].as_u64())
+        .sum()
+}
+
+#[test]
+fn a_local_client_goes_straight_to_the_process_and_sees_the_address_it_asked_for() {
+    require_root();
+    let mut run = Hydra::run("net-redirect")
+        .args(["-p", "18186:8080"])
+        .sh(SERVERS)
+        .spawn();
+    run.wait_for_stdout("servers up");
+    let name = run.name().to_string();
+    let (host, guest) = link_of(&name);
+    // The programs are linked by a thread of the supervisor's own, not before the process
+    // starts; until then (milliseconds), DNAT serves.
+    let end = Instant::now() + Duration::from_secs(10);
+    while ports(&name)[0]["redirected"] != true {
+        assert!(Instant::now() < end, "not redirected: {:?}", ports(&name));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let table = Hydra::bare().args(["ports", &name]).output();
+    table.assert_stdout_contains("local TCP clients go straight to the processes");
+    let asked = [
+        SocketAddr::from(([127, 0, 0, 1], 18186)),
+        SocketAddr::from(([127, 0, 0, 9], 18186)),
+        SocketAddr::from((host, 18186)),
+    ];
+    let mut streams = Vec::new();
+    for addr in asked {
+        let mut s = connect_retrying(addr);
+        assert_eq!(echo(&mut s, b"straight\n"), b"straight\n");
+        assert_eq!(
+            s.peer_addr().unwrap(),
+            addr,
+            "getpeername shows what was asked for"
+        );
+        streams.push(s);
+    }
+    // No packet was translated: each connection went to the process's address from its start.
+    assert_eq!(counted(&format!("{name}-dnat"), "m0 new"), 0);
+    assert!(counted(&format!("{name}-post"), "m0 local") >= 3);
+    // Nor tracked: the kernel keeps no state for them, as for a direct connection.
+    let flows = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap_or_default();
+    for s in &streams {
+        let port = s.local_addr().unwrap().port();
+        let flow = format!("sport={port} dport=8080 ");
+        assert!(
+            !flows
+                .lines()
+                .any(|l| l.contains(&flow) && l.contains(&guest.to_string())),
+            "{flow} is tracked:\n{flows}"
+        );
+    }
+    let v = ports_once_counted(&name, 0, 3);
+    assert_eq!(v[0]["active"], 3, "{v:?}");
+    // Another namespace's 127.0.0.1:18186 is its own: a `complete` process reaches its own
+    // listener there (redirected, it would find no route to the process's address).
+    let other = Hydra::run("net-redirect-other")
+        .args(["--net", "complete"])
+        .sh("nc -ll -p 18186 -e true & sleep 0.3; hydra-probe connect 127.0.0.1 18186")
+        .output();
+    other.assert_stdout_contains("connect: ok");
+    drop(streams);
+    run.signal(libc::SIGTERM);
+    run.wait();
+    // Gone with the container: the port is the host's own again.
+    let listener = TcpListener::bind("127.0.0.1:18186").unwrap();
+    let s = TcpStream::connect_timeout(&asked[0], Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        s.peer_addr().unwrap(),
+        listener.accept().unwrap().0.local_addr().unwrap()
+    );
+}
+
+#[test]
+fn a_mapped_port_is_no_way_out_of_the_process() {
+    require_root();
+    // Replies from the mapped port pass untracked to the sockets the redirect connected; a
+    // connection the process opens from that port to the host is no reply.
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        "gw=$(ip route | sed -n 's/^default via \\([^ ]*\\).*/\\1/p'); hydra-probe connect $gw {port} 8080"
+    );
+    let out = Hydra::run("net-from-mapped")
+        .args(["-p", "18189:8080"])
+        .sh(&script)
+        .output();
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stdout.contains("connect: ETIMEDOUT"), "{out}");
+    // Not even the first packet arrived: the listener holds no half-open connection from it.
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let (local, remote) = (format!(":{port:04X}"), format!(":{:04X}", 8080));
+    let reached: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 2 && f[1].ends_with(&local) && f[2].ends_with(&remote)
+        })
+        .collect();
+    assert!(reached.is_empty(), "{reached:?}");
+    drop(listener);
+}
+
 #[test]
 fn a_partial_process_cannot_open_connections_unless_egress_allows_it() {
     require_root();
@@ -419,6 +530,11 @@ fn a_killed_hydra_leaves_chains_and_link_that_gc_removes() {
     }
     assert!(link_gone(&veth, &index), "gc left {veth}");
     assert_host_clean(&name, Path::new("/run/hydra"));
+    // The socket redirect went with the killed process: the port is the host's own again.
+    let listener = TcpListener::bind("127.0.0.1:18141").unwrap();
+    let s = TcpStream::connect_timeout(&"127.0.0.1:18141".parse().unwrap(), Duration::from_secs(2));
+    assert!(s.is_ok(), "{s:?}");
+    assert!(listener.accept().is_ok());
 }
 
 #[test]
@@ -570,7 +686,28 @@ fn nft_reads_back_the_rules_hydra_wrote_over_netlink() {
         .filter(|r| r["expr"].to_string().contains("\"counter\""))
         .filter_map(|r| r["comment"].as_str())
         .collect();
-    assert_eq!(counted, ["m0 in", "m1 in"], "{post:?}");
+    // TCP: the redirect's untracked first packets and the rest, translated flows, the host's
+    // own tracked first packets and the rest.
+    assert_eq!(
+        counted,
+        ["m0 local", "m0 in", "m0 in", "m0 local", "m0 in", "m1 in"],
+        "{post:?}"
+    );
+    let host_rules = host_cmd(
+        "nft",
+        &["list", "chain", "inet", "hydra", &format!("{name}-post")],
+    );
+    let mapped = format!("oifname \"{veth}\" ip daddr {guest} tcp dport 8080");
+    for wanted in [
+        format!("{mapped} ct status dnat counter"),
+        format!("{mapped} ct state new fib saddr type local counter"),
+        format!("{mapped} ct state established,related ct direction original counter"),
+    ] {
+        assert!(
+            host_rules.contains(&wanted),
+            "{wanted}\nnot in\n{host_rules}"
+        );
+    }
     let pre = nft_rules(&format!("{name}-pre"));
     assert!(
         pre.last().unwrap()["expr"]

@@ -7,6 +7,7 @@ use clap::Args;
 use crate::config::units::format_size;
 use crate::kernel::state;
 use crate::net::portstats::{self, PortStat};
+use crate::net::redirect::SocketRedirect;
 use crate::net::setup::{self, host_port_text};
 
 #[derive(Debug, Args)]
@@ -59,6 +60,15 @@ pub fn run(args: PortsArgs) -> anyhow::Result<i32> {
         println!("{} publishes no ports", args.name);
     } else {
         print!("{}", table(&stats));
+        match SocketRedirect::state(&dir) {
+            Some(Ok(())) => {
+                println!("local TCP clients go straight to the processes (socket redirect)")
+            }
+            Some(Err(why)) => println!(
+                "local TCP clients go through DNAT: the socket redirect is not linked: {why}"
+            ),
+            None => {}
+        }
     }
     Ok(0)
 }

@@ -147,6 +147,8 @@ pub struct Supervisor {
     shutting_down: bool,
     /// Port mappings served by hydra itself: all rootless, the IPv6 side as root.
     userspace: Option<crate::net::userspace::Ports>,
+    /// Local clients' connections to the mappings go straight to the processes while kept.
+    redirect: Option<crate::net::redirect::SocketRedirect>,
     /// The channels and shared memory, created before any process and kept until the end.
     ipc: IpcManager,
     /// hydra's own binary (resolved from /proc/self/exe), shown to processes given IPC objects.
@@ -247,6 +249,7 @@ impl Supervisor {
             shutting_down: false,
             warnings,
             userspace: None,
+            redirect: None,
             ipc,
             hydra_binary,
         };
@@ -269,10 +272,11 @@ impl Supervisor {
             )?);
             return Ok(());
         }
-        let (net, ports) =
+        let (net, ports, redirect) =
             crate::net::setup::claim(self.state.path(), &self.plan.container, request)?;
         // The IPv6 side of the mappings, served by hydra itself.
         self.userspace = ports;
+        self.redirect = redirect;
         let hosts_dir = self.state.path().join("hosts");
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let name = &slot.planned.spec.name;
@@ -815,8 +819,10 @@ impl Drop for Supervisor {
         if let Some(mut cg) = self.container_cgroup.take() {
             let _ = cg.destroy();
         }
-        // The forwarder's threads and helpers stop before the claim is released.
+        // The forwarder's threads and helpers stop, and the redirect goes, before the claim is
+        // released.
         self.userspace = None;
+        self.redirect = None;
         if let Err(e) = crate::net::setup::release(self.state.path()) {
             eprintln!("hydra: {}: removing the network: {e}", self.plan.container);
         }

@@ -64,7 +64,9 @@ pub fn parse_line(line: &str) -> Option<Flow> {
 }
 
 /// Whether `flow` is a live connection of a mapping from host port `host_port` to
-/// `guests`:`port`.
+/// `guests`:`port` that the kernel translated. (The socket redirect's connections are not
+/// tracked, and one the host opened to the process's address itself is not translated: both
+/// are counted from the host's sockets, `sockets::established`.)
 pub fn is_active(
     flow: &Flow,
     protocol: Protocol,
@@ -74,6 +76,7 @@ pub fn is_active(
 ) -> bool {
     flow.protocol == protocol.name()
         && flow.orig_dport == Some(host_port)
+        && flow.orig_dst.is_some_and(|a| !guests.contains(&a))
         && flow.reply_sport == Some(port)
         && flow.reply_src.is_some_and(|a| guests.contains(&a))
         && match protocol {
@@ -182,6 +185,14 @@ mod tests {
         assert!(is_active(&tcp, Protocol::Tcp, 18080, &guest, 8080));
         assert!(!is_active(&tcp, Protocol::Tcp, 18081, &guest, 8080));
         assert!(!is_active(&tcp, Protocol::Udp, 18080, &guest, 8080));
+        // Not translated (the host connected to the process's address and port itself).
+        let direct = TCP.replacen("dst=127.0.0.1", "dst=10.231.0.2", 1).replacen(
+            "dport=18080",
+            "dport=8080",
+            1,
+        );
+        let direct = parse_line(&direct).unwrap();
+        assert!(!is_active(&direct, Protocol::Tcp, 8080, &guest, 8080));
         let closing = parse_line(&TCP.replace("ESTABLISHED", "TIME_WAIT")).unwrap();
         assert!(!is_active(&closing, Protocol::Tcp, 18080, &guest, 8080));
         let udp = parse_line(UDP).unwrap();

@@ -5,16 +5,19 @@
 //!
 //! Per process link `V` (host end of its veth) the chains say:
 //! - `-pre` (reached from filter prerouting −150 by `iifname`, after conntrack, before DNAT):
-//!   count and pass replies of mapped connections; drop packets from `V` to 127.0.0.0/8
-//!   (route_localnet is on for `V`) or with a source other than the process's own address; let
-//!   other replies through; new connections
+//!   count and pass replies of mapped connections (untracked ones: to the socket redirect's
+//!   sockets); drop packets from `V` to 127.0.0.0/8 (route_localnet is on for `V`) or with a
+//!   source other than the process's own address; let other replies through; new connections
 //!   from `V` only with `egress: allow`, and never towards another process's subnet.
 //! - `-dnat` (reached from nat prerouting and nat output by protocol and host port, for local
 //!   destinations): DNAT to the process (spread over the instances of a `count > 1` process),
 //!   counting new connections.
-//! - `-post` (reached from filter postrouting by `oifname`): count mapped traffic into `V` and
-//!   let it through, with replies; drop everything else into `V`, so even the host reaches only
-//!   the mapped ports.
+//! - `-post` (reached from filter postrouting by `oifname`): count mapped traffic into `V` (the
+//!   socket redirect's, DNAT'd flows, the host's own) and let it through, with replies; drop
+//!   everything else into `V`, so even the host reaches only the mapped ports.
+//!
+//! Two table-wide rules at the raw priority, before connection tracking, untrack the socket
+//! redirect's connections (`raw_out`, `raw_pre`; see `redirect`).
 //! - `-snat` (reached from nat postrouting by `oifname`/`iifname`): masquerade 127.0.0.0/8
 //!   clients into `V`, and egress traffic.
 
@@ -25,7 +28,8 @@ use thiserror::Error;
 
 use super::nft_expr::{rule, spread_map, Dir, RuleText};
 use super::nft_wire::{Change, CmpOp};
-use super::pool::{Pool, Subnet};
+use super::pool::{Pool, Subnet, LINK_PREFIX};
+use super::redirect::MARK as REDIRECT_MARK;
 use crate::config::Protocol;
 
 /// hydra's table.
@@ -123,9 +127,30 @@ pub fn is_chain_of(container: &str, chain: &str) -> bool {
         .any(|role| chain == chain_name(container, role))
 }
 
+/// The counter of the first packets of the host's own connections to a mapped port (each is a
+/// new connection and a packet in).
+pub const LOCAL_NEW: &str = "local";
+
 /// Rule comments that `hydra ports` reads the counters by: `m<index> <what>`.
 pub fn counter_comment(forward: usize, what: &str) -> String {
     format!("m{forward} {what}")
+}
+
+/// `raw_out` (output, before connection tracking): the socket redirect's connections, whose
+/// sockets it marked, are not tracked: their packets go as a direct connection's would.
+pub fn untrack_redirected_out(chain: &str) -> super::nft_wire::Rule {
+    rule(chain).mark(REDIRECT_MARK).notrack()
+}
+
+/// `raw_pre` (prerouting, before connection tracking): nor are their replies, coming in from a
+/// link to a socket with the mark (the kernel looks the socket up by the packet's addresses; a
+/// packet to any other socket, a listener included, stays tracked and meets the firewall).
+pub fn untrack_redirected_in(chain: &str) -> super::nft_wire::Rule {
+    rule(chain)
+        .l4proto(Protocol::Tcp)
+        .iifname_prefix(LINK_PREFIX)
+        .socket_mark(REDIRECT_MARK)
+        .notrack()
 }
 
 /// 127.0.0.0/8.
@@ -162,25 +187,66 @@ impl Rules<'_> {
             .collect()
     }
 
-    /// Counts and lets through the packets of the mappings of endpoint `e` in one direction:
-    /// into its link (`inbound`: to its address and port, in `-post`) or out of it (replies
-    /// from them, in `-pre`). Only flows the kernel DNAT'd match.
-    fn count_mapped(&mut self, e: usize, inbound: bool) {
+    /// The packets of mapping `f` to or from endpoint `e`'s address and port in `chain`
+    /// (`post`: into its link, to the port; `pre`: out of it, from the port).
+    fn mapped(&self, e: usize, f: &Forward, chain: &str) -> RuleText {
         let subnet = self.net.endpoints[e].subnet;
-        let veth = subnet.veth();
+        let (start, dir) = match chain {
+            "post" => (
+                self.chain(chain).oifname(CmpOp::Eq, &subnet.veth()),
+                Dir::Dst,
+            ),
+            _ => (
+                self.chain(chain).iifname(CmpOp::Eq, &subnet.veth()),
+                Dir::Src,
+            ),
+        };
+        start
+            .ip(dir, CmpOp::Eq, subnet.guest())
+            .port(f.protocol, dir, f.port)
+    }
+
+    /// Counts and lets out the replies of endpoint `e`'s mappings (`-pre`).
+    fn count_replies(&mut self, e: usize) {
         for (i, f) in self.forwards_to(e) {
-            let (start, dir, what) = match inbound {
-                true => (self.chain("post").oifname(CmpOp::Eq, &veth), Dir::Dst, "in"),
-                false => (self.chain("pre").iifname(CmpOp::Eq, &veth), Dir::Src, "out"),
-            };
-            let r = start
-                .ip(dir, CmpOp::Eq, subnet.guest())
-                .port(f.protocol, dir, f.port)
-                .ct_status_dnat()
-                .counter()
-                .comment(counter_comment(i, what))
-                .accept();
-            self.push(r);
+            let mapped = self.mapped(e, &f, "pre");
+            if f.protocol == Protocol::Tcp {
+                // Untracked only by `raw_pre`: to a socket the redirect connected here.
+                let r = mapped.clone().untracked().counter();
+                self.push(r.comment(counter_comment(i, "out")).accept());
+            }
+            // Every flow to the mapped port was let in by `count_mapped_in`'s rules, so any
+            // reply from it is one of the mapping's.
+            let r = mapped.ct_direction(true).counter();
+            self.push(r.comment(counter_comment(i, "out")).accept());
+        }
+    }
+
+    /// Counts and lets in the packets of endpoint `e`'s mappings (`-post`): the socket
+    /// redirect's (untracked), a flow the kernel DNAT'd, or a TCP connection the host itself
+    /// opened to the process's address and port (the host reaches the mapped port at 127.0.0.1
+    /// anyway). A connection's first packet counts as `local` (new and in), the rest as `in`.
+    fn count_mapped_in(&mut self, e: usize) {
+        for (i, f) in self.forwards_to(e) {
+            let mapped = self.mapped(e, &f, "post");
+            let tcp = f.protocol == Protocol::Tcp;
+            if tcp {
+                // The bulk comes first.
+                let first = mapped.clone().untracked().tcp_syn().counter();
+                self.push(first.comment(counter_comment(i, LOCAL_NEW)).accept());
+                let rest = mapped.clone().untracked().counter();
+                self.push(rest.comment(counter_comment(i, "in")).accept());
+            }
+            let dnat = mapped.clone().ct_status_dnat().counter();
+            self.push(dnat.comment(counter_comment(i, "in")).accept());
+            if !tcp {
+                continue;
+            }
+            // The host's own connections that the redirect did not untrack.
+            let opened = mapped.clone().ct_new().from_host().counter();
+            self.push(opened.comment(counter_comment(i, LOCAL_NEW)).accept());
+            let rest = mapped.established().ct_direction(false).counter();
+            self.push(rest.comment(counter_comment(i, "in")).accept());
         }
     }
 
@@ -188,10 +254,10 @@ impl Rules<'_> {
         let endpoint = self.net.endpoints[e].clone();
         let veth = endpoint.subnet.veth();
         let guest = endpoint.subnet.guest();
-        // Replies of mapped connections first: the bulk of the traffic stops here. Only a
-        // flow the kernel DNAT'd to this process matches (so never a packet to 127.0.0.0/8,
-        // whose reply direction would be addressed to the host end of the link).
-        self.count_mapped(e, false);
+        // Replies of mapped connections first: the bulk of the traffic stops here. Never a
+        // packet to 127.0.0.0/8: a flow from there into the link is masqueraded, so its reply
+        // direction is addressed to the host end of the link.
+        self.count_replies(e);
         let from_veth = || self.chain("pre").iifname(CmpOp::Eq, &veth);
         let mut rules = vec![
             from_veth().ip_in(Dir::Dst, LOOPBACK.0, LOOPBACK.1).drop(),
@@ -229,7 +295,7 @@ impl Rules<'_> {
         let endpoint = self.net.endpoints[e].clone();
         let veth = endpoint.subnet.veth();
         let forwards = self.forwards_to(e);
-        self.count_mapped(e, true);
+        self.count_mapped_in(e);
         let into_veth = || self.chain("post").oifname(CmpOp::Eq, &veth);
         let mut rules = vec![into_veth().established().accept(), into_veth().drop()];
         if !forwards.is_empty() {

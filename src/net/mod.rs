@@ -1,6 +1,7 @@
 //! Network isolation of virtual processes: the modes, `partial` mode's veth links and address
 //! pool, and the PortForwarder's nftables rules (written over netlink).
 
+pub mod bpf;
 pub mod conntrack;
 pub mod firewall;
 pub mod internal;
@@ -17,7 +18,9 @@ pub mod nft_wire;
 pub mod pool;
 pub mod ports;
 pub mod portstats;
+pub mod redirect;
 pub mod setup;
+pub mod sockets;
 pub mod traffic;
 pub mod userspace;
 pub mod veth;

@@ -22,6 +22,24 @@ pub enum Dir {
 /// ct state bits (1 << enum ip_conntrack_info) and ct status bits (enum ip_conntrack_status),
 /// both compared in host order.
 const CT_ESTABLISHED_RELATED: u32 = (1 << 1) | (1 << 2);
+const CT_NEW: u32 = 1 << 3;
+const CT_UNTRACKED: u32 = 1 << 6;
+/// TCP header flags.
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+/// `ct direction` values (one byte).
+const IP_CT_DIR_ORIGINAL: u8 = 0;
+const IP_CT_DIR_REPLY: u8 = 1;
+/// RTN_LOCAL, as `fib … type` leaves it in the register (host order).
+const RTN_LOCAL: u32 = 2;
+
+/// `fib daddr type local` (`fib saddr type local` with `source`).
+pub fn addr_type_local(source: bool) -> [Expr; 2] {
+    [
+        Expr::FibAddrType { source, dreg: REG1 },
+        compare(CmpOp::Eq, RTN_LOCAL.to_ne_bytes().to_vec()),
+    ]
+}
 const IPS_DST_NAT: u32 = 1 << 5;
 
 /// A rule being written, match by match; its statement ends it.
@@ -136,25 +154,68 @@ impl RuleText {
                 dreg: REG1,
                 mask: mask.to_be_bytes().to_vec(),
                 xor: vec![0; 4],
+                named_op: false,
             },
             compare(CmpOp::Eq, (u32::from(net) & mask).to_be_bytes().to_vec()),
         ])
     }
 
-    /// `tcp dport N` / `udp sport N`.
-    pub fn port(mut self, protocol: Protocol, dir: Dir, number: u16) -> Self {
-        if self.l4proto != Some(protocol) {
-            self.l4proto = Some(protocol);
-            self = self.with([
-                load_meta(MetaKey::L4proto),
-                compare(CmpOp::Eq, vec![protocol.number()]),
-            ]);
+    /// `meta l4proto tcp`, once per rule.
+    pub fn l4proto(mut self, protocol: Protocol) -> Self {
+        if self.l4proto == Some(protocol) {
+            return self;
         }
+        self.l4proto = Some(protocol);
+        self.with([
+            load_meta(MetaKey::L4proto),
+            compare(CmpOp::Eq, vec![protocol.number()]),
+        ])
+    }
+
+    /// `iifname "PREFIX*"`.
+    pub fn iifname_prefix(self, prefix: &str) -> Self {
+        let prefix = prefix.as_bytes().to_vec();
+        self.with([load_meta(MetaKey::Iifname), compare(CmpOp::Eq, prefix)])
+    }
+
+    /// `meta mark MARK`.
+    pub fn mark(self, mark: u32) -> Self {
+        self.with([
+            load_meta(MetaKey::Mark),
+            compare(CmpOp::Eq, mark.to_ne_bytes().to_vec()),
+        ])
+    }
+
+    /// `socket mark MARK`: the packet belongs to a local socket with this mark.
+    pub fn socket_mark(self, mark: u32) -> Self {
+        self.with([
+            Expr::SocketMark { dreg: REG1 },
+            compare(CmpOp::Eq, mark.to_ne_bytes().to_vec()),
+        ])
+    }
+
+    /// `tcp flags & (syn | ack) == syn`: a connection's first packet.
+    pub fn tcp_syn(self) -> Self {
+        self.l4proto(Protocol::Tcp).with([
+            load(Base::Transport, 13, 1),
+            Expr::Bitwise {
+                sreg: REG1,
+                dreg: REG1,
+                mask: vec![TCP_SYN | TCP_ACK],
+                xor: vec![0],
+                named_op: true,
+            },
+            compare(CmpOp::Eq, vec![TCP_SYN]),
+        ])
+    }
+
+    /// `tcp dport N` / `udp sport N`.
+    pub fn port(self, protocol: Protocol, dir: Dir, number: u16) -> Self {
         let offset = match dir {
             Dir::Src => 0,
             Dir::Dst => 2,
         };
-        self.with([
+        self.l4proto(protocol).with([
             load(Base::Transport, offset, 2),
             compare(CmpOp::Eq, number.to_be_bytes().to_vec()),
         ])
@@ -168,6 +229,7 @@ impl RuleText {
                 dreg: REG1,
                 mask: bits.to_ne_bytes().to_vec(),
                 xor: vec![0; 4],
+                named_op: false,
             },
             compare(CmpOp::Neq, vec![0; 4]),
         ])
@@ -176,6 +238,37 @@ impl RuleText {
     /// `ct status dnat`: a flow the kernel DNAT'd.
     pub fn ct_status_dnat(self) -> Self {
         self.ct_bits(CtKey::Status, IPS_DST_NAT)
+    }
+
+    /// `ct state new`.
+    pub fn ct_new(self) -> Self {
+        self.ct_bits(CtKey::State, CT_NEW)
+    }
+
+    /// `ct direction reply` (`ct direction original` without `reply`).
+    pub fn ct_direction(self, reply: bool) -> Self {
+        let dir = if reply {
+            IP_CT_DIR_REPLY
+        } else {
+            IP_CT_DIR_ORIGINAL
+        };
+        self.with([
+            Expr::Ct {
+                key: CtKey::Direction,
+                dreg: REG1,
+            },
+            compare(CmpOp::Eq, vec![dir]),
+        ])
+    }
+
+    /// `fib saddr type local`: sent by the host itself.
+    pub fn from_host(self) -> Self {
+        self.with(addr_type_local(true))
+    }
+
+    /// `ct state untracked`.
+    pub fn untracked(self) -> Self {
+        self.ct_bits(CtKey::State, CT_UNTRACKED)
     }
 
     /// `ct state established,related`.
@@ -218,6 +311,10 @@ impl RuleText {
 
     pub fn masquerade(self) -> Rule {
         self.end([Expr::Masquerade])
+    }
+
+    pub fn notrack(self) -> Rule {
+        self.end([Expr::Notrack])
     }
 
     /// `dnat ip to ADDR:PORT`.

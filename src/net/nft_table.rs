@@ -1,16 +1,19 @@
 //! hydra's `table inet hydra` as the kernel holds it: five shared base chains, one per hook,
 //! each a single verdict-map lookup that sends a packet to the chains of the container it
 //! concerns, found by the interface it comes in on or goes out of, or by the protocol and host
-//! port it is addressed to. A container adds its four regular chains and its map elements in one
+//! port it is addressed to; and two at the raw priority, before connection tracking, with one
+//! rule each for all containers (the socket redirect's connections go untracked). A container adds its four regular chains and its map elements in one
 //! transaction and removes them in one; only the first container creates the base chains (hook
 //! registration is the slow part of an nftables change) and the last one deletes the table.
 //!
 //! This module says what the transactions change (`nft_wire::Change`s); `nft_batch` sends them.
 
-use super::firewall::{chain_name, container_rules, Network, ROLES};
+use super::firewall::{
+    chain_name, container_rules, untrack_redirected_in, untrack_redirected_out, Network, ROLES,
+};
 use super::nft_wire::{
-    datatype, uapi, Change, CmpOp, Data, Expr, Hook, Key, Map, MetaKey, Rule, Verdict, REG1,
-    REG32_01, VERDICT,
+    datatype, uapi, Change, Data, Expr, Hook, Key, Map, MetaKey, Rule, Verdict, REG1, REG32_01,
+    VERDICT,
 };
 use crate::config::Protocol;
 
@@ -107,9 +110,33 @@ struct BaseChain {
     maps: &'static [&'static str],
     /// Only packets addressed to the host itself (`fib daddr type local`).
     local_only: bool,
+    /// A rule of its own, for all containers alike, instead of map lookups.
+    fixed: Option<fn(&str) -> Rule>,
 }
 
-const BASE_CHAINS: [BaseChain; 5] = [
+const BASE_CHAINS: [BaseChain; 7] = [
+    BaseChain {
+        name: "raw_pre",
+        hook: Hook {
+            kind: "filter",
+            hook: uapi::NF_INET_PRE_ROUTING,
+            priority: -300,
+        },
+        maps: &[],
+        local_only: false,
+        fixed: Some(untrack_redirected_in),
+    },
+    BaseChain {
+        name: "raw_out",
+        hook: Hook {
+            kind: "filter",
+            hook: uapi::NF_INET_LOCAL_OUT,
+            priority: -300,
+        },
+        maps: &[],
+        local_only: false,
+        fixed: Some(untrack_redirected_out),
+    },
     BaseChain {
         name: "pre",
         hook: Hook {
@@ -119,6 +146,7 @@ const BASE_CHAINS: [BaseChain; 5] = [
         },
         maps: &["pre_if"],
         local_only: false,
+        fixed: None,
     },
     BaseChain {
         name: "dnat",
@@ -129,6 +157,7 @@ const BASE_CHAINS: [BaseChain; 5] = [
         },
         maps: &["dnat_ports"],
         local_only: true,
+        fixed: None,
     },
     BaseChain {
         name: "out",
@@ -139,6 +168,7 @@ const BASE_CHAINS: [BaseChain; 5] = [
         },
         maps: &["dnat_ports"],
         local_only: true,
+        fixed: None,
     },
     BaseChain {
         name: "post",
@@ -149,6 +179,7 @@ const BASE_CHAINS: [BaseChain; 5] = [
         },
         maps: &["post_if"],
         local_only: false,
+        fixed: None,
     },
     BaseChain {
         name: "snat",
@@ -159,6 +190,7 @@ const BASE_CHAINS: [BaseChain; 5] = [
         },
         maps: &["snat_out", "snat_in"],
         local_only: false,
+        fixed: None,
     },
 ];
 
@@ -167,9 +199,6 @@ const BASE_CHAINS: [BaseChain; 5] = [
 fn map_id(map: &str) -> u32 {
     LOOKUPS.iter().position(|l| l.map == map).unwrap_or(0) as u32 + 1
 }
-
-/// RTN_LOCAL, as `fib daddr type` leaves it in the register (host order).
-const RTN_LOCAL: u32 = 2;
 
 /// The table, its maps, base chains and their lookup rules.
 fn base_objects() -> Vec<Change> {
@@ -182,18 +211,16 @@ fn base_objects() -> Vec<Change> {
             name: chain.name.to_string(),
             hook: Some(chain.hook),
         });
+        if let Some(fixed) = chain.fixed {
+            out.push(Change::AddRule(fixed(chain.name)));
+        }
         for map in chain.maps {
             let Some(l) = LOOKUPS.iter().find(|l| l.map == *map) else {
                 continue;
             };
             let mut exprs = Vec::new();
             if chain.local_only {
-                exprs.push(Expr::FibDaddrType { dreg: REG1 });
-                exprs.push(Expr::Cmp {
-                    op: CmpOp::Eq,
-                    sreg: REG1,
-                    data: RTN_LOCAL.to_ne_bytes().to_vec(),
-                });
+                exprs.extend(super::nft_expr::addr_type_local(false));
             }
             exprs.extend(l.load());
             exprs.push(Expr::Lookup {
@@ -465,7 +492,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_first_container_creates_the_table_its_maps_and_five_base_chains() {
+    fn the_first_container_creates_the_table_its_maps_and_seven_base_chains() {
         let first = install(&sample(), false);
         assert_eq!(first[0], Change::AddTable);
         let maps: Vec<&Map> = first
@@ -487,7 +514,17 @@ pub(crate) mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(base.len(), 5);
+        assert_eq!(base.len(), 7);
+        // Before connection tracking (-200) in both directions.
+        for (name, hook) in [
+            ("raw_pre", uapi::NF_INET_PRE_ROUTING),
+            ("raw_out", uapi::NF_INET_LOCAL_OUT),
+        ] {
+            assert!(base
+                .iter()
+                .any(|(n, h)| *n == name && h.hook == hook && h.priority == -300));
+            assert!(rules_of(&first, name)[0].ends_with("[ notrack ]"));
+        }
         assert!(base.iter().any(|(n, h)| *n == "out"
             && h.hook == uapi::NF_INET_LOCAL_OUT
             && h.priority == -100
@@ -587,20 +624,23 @@ pub(crate) mod tests {
                 .collect()
         };
         let web0 = for_veth(0);
+        for (rule, state) in web0[..2].iter().zip(["state", "direction"]) {
+            assert!(
+                rule.contains(&format!("[ ct load {state} => reg 1 ]"))
+                    && rule.ends_with(
+                        "[ counter pkts 0 bytes 0 ] [ immediate reg 0 accept ] comment m0 out"
+                    ),
+                "mapped replies first, untracked then tracked: {rule}"
+            );
+        }
+        assert!(web0[2].contains("[ cmp eq reg 1 0x0000007f ] [ immediate reg 0 drop ]"));
         assert!(
-            web0[0]
-                .ends_with("[ counter pkts 0 bytes 0 ] [ immediate reg 0 accept ] comment m0 out"),
-            "mapped replies first: {}",
-            web0[0]
-        );
-        assert!(web0[1].contains("[ cmp eq reg 1 0x0000007f ] [ immediate reg 0 drop ]"));
-        assert!(
-            web0[2].contains(&format!(
+            web0[3].contains(&format!(
                 "[ cmp neq reg 1 {} ]",
                 reg(Ipv4Addr::new(10, 231, 0, 2))
             )),
             "anti-spoofing: {}",
-            web0[2]
+            web0[3]
         );
         assert!(
             web0.last().unwrap().ends_with("[ immediate reg 0 drop ]"),
@@ -634,15 +674,24 @@ pub(crate) mod tests {
         let v = install(&sample(), true);
         let post = rules_of(&v, "my-app-post");
         let web1: Vec<_> = post.iter().filter(|r| r.contains(&veth_word(1))).collect();
-        assert_eq!(web1.len(), 3, "{web1:?}");
-        assert!(
-            web1[0].contains(
-                "[ payload load 2b @ transport header + 2 => reg 1 ] [ cmp eq reg 1 0x0000901f ]"
-            ) && web1[0].contains("counter")
-        );
-        assert!(web1[2].ends_with("[ immediate reg 0 drop ]"));
+        // Five for the mapped TCP port (the redirect's untracked first packets and the rest,
+        // DNAT'd flows, the host's own tracked first packets and the rest), replies, the drop.
+        assert_eq!(web1.len(), 7, "{web1:?}");
+        let port =
+            "[ payload load 2b @ transport header + 2 => reg 1 ] [ cmp eq reg 1 0x0000901f ]";
+        assert!(web1[..5]
+            .iter()
+            .all(|r| r.contains(port) && r.contains("counter")));
+        assert!(web1[0].contains(
+            "[ payload load 1b @ transport header + 13 => reg 1 ] \
+             [ bitwise reg 1 = ( reg 1 & 0x00000012 ) ^ 0x00000000 ] [ cmp eq reg 1 0x00000002 ]"
+        ));
+        assert!(web1[3].contains("[ fib saddr type => reg 1 ] [ cmp eq reg 1 0x00000002 ]"));
+        assert!(web1[6].ends_with("[ immediate reg 0 drop ]"));
         let comments: Vec<_> = rules(&v).iter().filter_map(|r| r.comment.clone()).collect();
-        for wanted in ["m0 new", "m0 in", "m0 out", "m1 new", "m1 in", "m1 out"] {
+        for wanted in [
+            "m0 new", "m0 in", "m0 out", "m0 local", "m1 new", "m1 in", "m1 out",
+        ] {
             assert!(
                 comments.iter().any(|c| c == wanted),
                 "{wanted} in {comments:?}"

@@ -117,6 +117,7 @@ pub const IFNAMSIZ: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaKey {
+    Mark,
     Iifname,
     Oifname,
     Nfproto,
@@ -126,6 +127,7 @@ pub enum MetaKey {
 impl MetaKey {
     fn number(self) -> u32 {
         match self {
+            MetaKey::Mark => 3,
             MetaKey::Iifname => 6,
             MetaKey::Oifname => 7,
             MetaKey::Nfproto => 15,
@@ -135,6 +137,7 @@ impl MetaKey {
 
     fn name(self) -> &'static str {
         match self {
+            MetaKey::Mark => "mark",
             MetaKey::Iifname => "iifname",
             MetaKey::Oifname => "oifname",
             MetaKey::Nfproto => "nfproto",
@@ -193,6 +196,7 @@ impl CmpOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CtKey {
     State,
+    Direction,
     Status,
 }
 
@@ -229,19 +233,24 @@ pub enum Expr {
         sreg: u32,
         data: Vec<u8>,
     },
-    /// `dreg = (sreg & mask) ^ xor`.
+    /// `dreg = (sreg & mask) ^ xor`; with `named_op`, the operation is named (NFTA_BITWISE_OP =
+    /// NFT_BITWISE_BOOL), as nft does for an `&` written in a rule but not for a flag test or a
+    /// prefix.
     Bitwise {
         sreg: u32,
         dreg: u32,
         mask: Vec<u8>,
         xor: Vec<u8>,
+        named_op: bool,
     },
     Ct {
         key: CtKey,
         dreg: u32,
     },
-    /// `fib daddr type`: the address type of the packet's destination.
-    FibDaddrType {
+    /// `fib daddr type` (`fib saddr type` with `source`): the address type of the packet's
+    /// destination (source).
+    FibAddrType {
+        source: bool,
         dreg: u32,
     },
     Counter,
@@ -268,6 +277,12 @@ pub enum Expr {
         port: u32,
     },
     Masquerade,
+    /// `notrack`: connection tracking skips the packet.
+    Notrack,
+    /// `socket mark`: the mark of the socket the packet belongs to (found by its addresses).
+    SocketMark {
+        dreg: u32,
+    },
 }
 
 /// NF_NAT_RANGE_PROTO_SPECIFIED: the NAT statement names a port.
@@ -299,13 +314,15 @@ impl Expr {
             Expr::Cmp { .. } => "cmp",
             Expr::Bitwise { .. } => "bitwise",
             Expr::Ct { .. } => "ct",
-            Expr::FibDaddrType { .. } => "fib",
+            Expr::FibAddrType { .. } => "fib",
             Expr::Counter => "counter",
             Expr::Immediate { .. } => "immediate",
             Expr::Lookup { .. } => "lookup",
             Expr::Numgen { .. } => "numgen",
             Expr::Dnat { .. } => "nat",
             Expr::Masquerade => "masq",
+            Expr::Notrack => "notrack",
+            Expr::SocketMark { .. } => "socket",
         }
     }
 
@@ -338,23 +355,35 @@ impl Expr {
                 dreg,
                 mask,
                 xor,
-            } => vec![
-                be32(1, *sreg),
-                be32(2, *dreg),
-                be32(3, mask.len() as u32),
-                data_attr(4, &Data::Value(mask.clone())),
-                data_attr(5, &Data::Value(xor.clone())),
-            ],
+                named_op,
+            } => {
+                let mut a = vec![be32(1, *sreg), be32(2, *dreg)];
+                if *named_op {
+                    a.push(be32(6, 0));
+                }
+                a.extend([
+                    be32(3, mask.len() as u32),
+                    data_attr(4, &Data::Value(mask.clone())),
+                    data_attr(5, &Data::Value(xor.clone())),
+                ]);
+                a
+            }
             Expr::Ct { key, dreg } => {
                 let key = match key {
                     CtKey::State => 0,
+                    CtKey::Direction => 1,
                     CtKey::Status => 2,
                 };
                 vec![be32(2, key), be32(1, *dreg)]
             }
-            // NFTA_FIB_FLAGS = NFTA_FIB_F_DADDR, NFTA_FIB_RESULT = NFT_FIB_RESULT_ADDRTYPE.
-            Expr::FibDaddrType { dreg } => vec![be32(3, 2), be32(2, 3), be32(1, *dreg)],
-            Expr::Counter | Expr::Masquerade => Vec::new(),
+            // NFTA_FIB_FLAGS = NFTA_FIB_F_DADDR (F_SADDR), NFTA_FIB_RESULT = ADDRTYPE.
+            Expr::FibAddrType { source, dreg } => {
+                let flags = if *source { 1 } else { 2 };
+                vec![be32(3, flags), be32(2, 3), be32(1, *dreg)]
+            }
+            Expr::Counter | Expr::Masquerade | Expr::Notrack => Vec::new(),
+            // NFTA_SOCKET_KEY = NFT_SOCKET_MARK, NFTA_SOCKET_DREG, NFTA_SOCKET_LEVEL = 0.
+            Expr::SocketMark { dreg } => vec![be32(1, 1), be32(2, *dreg), be32(3, 0)],
             Expr::Immediate { dreg, data } => vec![be32(1, *dreg), data_attr(2, data)],
             Expr::Lookup {
                 set,
@@ -387,13 +416,13 @@ impl Expr {
 
     /// The expression as one element of a rule's expression list.
     pub fn encode(&self) -> Vec<u8> {
-        nest(
-            NFTA_LIST_ELEM,
-            &[
-                text(NFTA_EXPR_NAME, self.name()),
-                nest(NFTA_EXPR_DATA, &self.data()),
-            ],
-        )
+        let name = text(NFTA_EXPR_NAME, self.name());
+        // libnftnl writes an empty data nest for every expression it has a builder for, and
+        // none for `notrack`, which has no attributes at all.
+        if *self == Expr::Notrack {
+            return nest(NFTA_LIST_ELEM, &[name]);
+        }
+        nest(NFTA_LIST_ELEM, &[name, nest(NFTA_EXPR_DATA, &self.data())])
     }
 }
 
@@ -442,6 +471,7 @@ impl fmt::Display for Expr {
                 dreg,
                 mask,
                 xor,
+                ..
             } => write!(
                 f,
                 "[ bitwise reg {dreg} = ( reg {sreg} & {} ) ^ {} ]",
@@ -451,11 +481,15 @@ impl fmt::Display for Expr {
             Expr::Ct { key, dreg } => {
                 let key = match key {
                     CtKey::State => "state",
+                    CtKey::Direction => "direction",
                     CtKey::Status => "status",
                 };
                 write!(f, "[ ct load {key} => reg {dreg} ]")
             }
-            Expr::FibDaddrType { dreg } => write!(f, "[ fib daddr type => reg {dreg} ]"),
+            Expr::FibAddrType { source, dreg } => {
+                let which = if *source { "saddr" } else { "daddr" };
+                write!(f, "[ fib {which} type => reg {dreg} ]")
+            }
             Expr::Counter => write!(f, "[ counter pkts 0 bytes 0 ]"),
             Expr::Immediate { dreg, data } => match data {
                 Data::Value(v) => write!(f, "[ immediate reg {dreg} {} ]", words(v)),
@@ -472,6 +506,8 @@ impl fmt::Display for Expr {
                 "[ nat dnat ip addr_min reg {addr} proto_min reg {port} flags 0x{NAT_PROTO_SPECIFIED:x} ]"
             ),
             Expr::Masquerade => write!(f, "[ masq ]"),
+            Expr::Notrack => write!(f, "[ notrack ]"),
+            Expr::SocketMark { dreg } => write!(f, "[ socket load mark => reg {dreg} ]"),
         }
     }
 }

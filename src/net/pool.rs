@@ -135,6 +135,9 @@ pub struct Subnet {
     pub network: Ipv4Addr,
 }
 
+/// How the host ends of hydra's links (and of its internal networks' ports) are named.
+pub const LINK_PREFIX: &str = "hy";
+
 impl Subnet {
     pub const PREFIX: u8 = 30;
 
@@ -150,7 +153,7 @@ impl Subnet {
 
     /// The host-side interface name: unique per subnet, under the kernel's 15 characters.
     pub fn veth(&self) -> String {
-        format!("hy{:08x}", u32::from(self.network) >> 2)
+        format!("{LINK_PREFIX}{:08x}", u32::from(self.network) >> 2)
     }
 }
 

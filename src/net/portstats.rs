@@ -9,8 +9,9 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use super::conntrack;
-use super::firewall::{counter_comment, FirewallError, Network};
+use super::firewall::{counter_comment, FirewallError, Network, LOCAL_NEW};
 use super::nft::{self, Count};
+use super::redirect::{self, SocketRedirect};
 use crate::config::Protocol;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -44,6 +45,8 @@ pub struct PortStat {
     pub received: Traffic,
     /// From the process.
     pub sent: Traffic,
+    /// Local TCP clients reach the process straight (the socket redirect is linked for it).
+    pub redirected: bool,
 }
 
 impl Traffic {
@@ -79,6 +82,12 @@ pub fn read(net: &Network, dir: &std::path::Path) -> Result<Vec<PortStat>, Firew
     } else {
         (nft::counters(&net.container)?, conntrack::flows())
     };
+    let linked = matches!(SocketRedirect::state(dir), Some(Ok(())));
+    let direct = if net.userspace {
+        Vec::new()
+    } else {
+        super::sockets::established()
+    };
     Ok(net
         .forwards
         .iter()
@@ -94,7 +103,9 @@ pub fn read(net: &Network, dir: &std::path::Path) -> Result<Vec<PortStat>, Firew
                 })
                 .collect();
             let guests: Vec<Ipv4Addr> = targets.iter().map(|t| t.address).collect();
-            let connections = sum(&counts, &counter_comment(i, "new")).packets;
+            // The host's own connections (the socket redirect's) count as new and as in.
+            let local = sum(&counts, &counter_comment(i, LOCAL_NEW));
+            let connections = sum(&counts, &counter_comment(i, "new")).packets + local.packets;
             let [conns, active, ip, ib, op, ob] = userspace.get(i).copied().unwrap_or_default();
             if net.userspace {
                 return PortStat {
@@ -118,6 +129,7 @@ pub fn read(net: &Network, dir: &std::path::Path) -> Result<Vec<PortStat>, Firew
                         process: f.process.clone(),
                         address: Ipv4Addr::LOCALHOST,
                     }],
+                    redirected: false,
                 };
             }
             PortStat {
@@ -133,10 +145,17 @@ pub fn read(net: &Network, dir: &std::path::Path) -> Result<Vec<PortStat>, Firew
                         .filter(|fl| {
                             conntrack::is_active(fl, f.protocol, f.host_port, &guests, f.port)
                         })
+                        .count() as u64
+                    + direct
+                        .iter()
+                        .filter(|&&(addr, p)| p == f.port && guests.contains(&addr))
                         .count() as u64,
-                received: sum(&counts, &counter_comment(i, "in")).plus(ip, ib),
+                received: sum(&counts, &counter_comment(i, "in"))
+                    .plus(local.packets, local.bytes)
+                    .plus(ip, ib),
                 sent: sum(&counts, &counter_comment(i, "out")).plus(op, ob),
                 targets,
+                redirected: linked && redirect::qualifies(f),
             }
         })
         .collect())

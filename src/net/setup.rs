@@ -13,6 +13,7 @@ use super::internal::{self, InternalNet, Member};
 use super::lock::NetLock;
 use super::netlink::{Netlink, NetlinkError};
 use super::pool::{Pool, PoolError};
+use super::redirect::SocketRedirect;
 use super::userspace::Ports;
 use super::veth::{self, VethError};
 use super::{nft, ports};
@@ -124,6 +125,7 @@ fn write(dir: &Path, net: &Network) -> Result<(), NetError> {
 pub struct Claiming {
     net: Network,
     ports: Option<Ports>,
+    redirect: Option<SocketRedirect>,
 }
 
 impl Claiming {
@@ -136,6 +138,12 @@ impl Claiming {
     /// are mappings; its processes must be attached as they start.
     pub fn take_ports(&mut self) -> Option<Ports> {
         self.ports.take()
+    }
+
+    /// The socket redirect of the mappings (linked in the background, if the kernel takes it);
+    /// the caller keeps it for as long as the container lives.
+    pub fn take_redirect(&mut self) -> Option<SocketRedirect> {
+        self.redirect.take()
     }
 
     /// Forgets stale UDP flows of the mapped ports, just before the process may go.
@@ -182,13 +190,21 @@ pub fn start_claim(dir: &Path, container: &str, request: &Request) -> Result<Cla
     for n in &net.internal {
         make_bridge(&mut netlink, &n.bridge())?;
     }
+    let mut redirect = None;
     if net.uses_firewall() {
         nft::install(&net, &lock)?;
+        // Without it (no cgroup BPF here, or the root cgroup is another tool's alone) the
+        // same connections go through DNAT.
+        redirect = SocketRedirect::start(&net, dir);
     }
     drop(lock);
     let ports = (!listeners.is_empty())
         .then(|| Ports::start(&net.forwards, listeners, net.endpoints.len(), dir, false));
-    Ok(Claiming { net, ports })
+    Ok(Claiming {
+        net,
+        ports,
+        redirect,
+    })
 }
 
 /// Allocates a /24 per internal network and an address per member (.2 onwards).
@@ -263,15 +279,17 @@ pub fn claim_userspace(
     Ok(Ports::start(&net.forwards, listeners, processes, dir, true))
 }
 
-/// Claims and installs, waiting for the rules; with hydra's forwarder for the IPv6 side.
+/// Claims and installs, waiting for the rules; with hydra's forwarder for the IPv6 side and the
+/// socket redirect, both to be kept while the container lives.
 pub fn claim(
     dir: &Path,
     container: &str,
     request: &Request,
-) -> Result<(Network, Option<Ports>), NetError> {
+) -> Result<(Network, Option<Ports>, Option<SocketRedirect>), NetError> {
     let mut claiming = start_claim(dir, container, request)?;
     let ports = claiming.take_ports();
-    Ok((claiming.finish()?, ports))
+    let redirect = claiming.take_redirect();
+    Ok((claiming.finish()?, ports, redirect))
 }
 
 /// Forgets the tracked UDP flows of the container's UDP host ports, so none keeps a translation

@@ -392,6 +392,8 @@ struct LoneNetwork<'s> {
     link: Option<crate::net::pool::Subnet>,
     claiming: Option<crate::net::setup::Claiming>,
     userspace: Option<crate::net::userspace::Ports>,
+    /// Local clients' connections go straight to the process while this is kept.
+    redirect: Option<crate::net::redirect::SocketRedirect>,
     released: bool,
 }
 
@@ -413,6 +415,7 @@ impl LoneNetwork<'_> {
     fn release(mut self) -> Result<(), ProcessError> {
         self.released = true;
         self.userspace = None;
+        self.redirect = None;
         Ok(crate::net::setup::release(self.state.path())?)
     }
 }
@@ -421,6 +424,7 @@ impl Drop for LoneNetwork<'_> {
     fn drop(&mut self) {
         if !self.released {
             self.userspace = None;
+            self.redirect = None;
             let _ = crate::net::setup::release(self.state.path());
         }
     }
@@ -458,6 +462,7 @@ fn claim_network<'s>(
                 link: None,
                 claiming: None,
                 userspace: Some(ports),
+                redirect: None,
                 released: false,
             })),
             Err(e) => {
@@ -471,6 +476,7 @@ fn claim_network<'s>(
             state,
             link: Some(claiming.network().endpoints[0].subnet),
             userspace: claiming.take_ports(),
+            redirect: claiming.take_redirect(),
             claiming: Some(claiming),
             released: false,
         })),

@@ -7,12 +7,13 @@
  *   hydra-probe ptrace PID | unshare user|net|mount|pid|ipc|uts|cgroup | clone3 | mount
  *               open-max | fsize PATH BYTES | alloc MB [hold] | fds | caps
  *               syscall keyctl|setns|perf_event_open|io_uring_setup
- *               connect IP PORT | udp-echo PORT | now
+ *               connect IP PORT [FROM_PORT] | udp-echo PORT | now
  *
  * `connect IP PORT` opens a TCP connection with a 2 s timeout (a measurement of reachability:
- * "connect: ok" or the errno name, exit 0 or 1). `udp-echo PORT` answers every datagram on
- * PORT with itself until killed; it prints "udp-echo: ready" once bound. `now` prints
- * CLOCK_REALTIME in microseconds (benchmarks take it as the moment the process started).
+ * "connect: ok" or the errno name, exit 0 or 1), from local port FROM_PORT if given.
+ * `udp-echo PORT` answers every datagram on PORT with itself until killed; it prints
+ * "udp-echo: ready" once bound. `now` prints CLOCK_REALTIME in microseconds (benchmarks take it
+ * as the moment the process started).
  *
  * `alloc MB hold` keeps the memory after printing and waits until it is killed (a steady load for
  * `hydra stats`).
@@ -224,14 +225,21 @@ static int do_syscall(const char *name)
 	return 0;
 }
 
-static int do_connect(const char *ip, int port)
+static int do_connect(const char *ip, int port, int from)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(from)};
+	int one = 1;
 	if (inet_pton(AF_INET, ip, &a.sin_addr) != 1) {
 		printf("connect: bad address\n");
 		return 2;
 	}
 	int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (s >= 0 && from && (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+			       bind(s, (struct sockaddr *)&local, sizeof(local)) < 0)) {
+		printf("connect: bind: %s\n", errname(errno));
+		return 1;
+	}
 	if (s < 0 || (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS)) {
 		printf("connect: %s\n", errname(errno));
 		return 1;
@@ -299,8 +307,8 @@ int main(int argc, char **argv)
 		return do_caps();
 	if (strcmp(op, "syscall") == 0 && argc == 3 && do_syscall(argv[2]) == 0)
 		return 0;
-	if (strcmp(op, "connect") == 0 && argc == 4)
-		return do_connect(argv[2], atoi(argv[3]));
+	if (strcmp(op, "connect") == 0 && (argc == 4 || argc == 5))
+		return do_connect(argv[2], atoi(argv[3]), argc == 5 ? atoi(argv[4]) : 0);
 	if (strcmp(op, "now") == 0 && argc == 2) {
 		struct timespec t;
 		clock_gettime(CLOCK_REALTIME, &t);
@@ -311,6 +319,6 @@ int main(int argc, char **argv)
 		return do_udp_echo(atoi(argv[2]));
 	fprintf(stderr, "usage: hydra-probe ptrace PID | unshare NS | clone3 | mount | open-max |"
 			" fsize PATH BYTES | alloc MB [hold] | fds | caps | syscall NAME |"
-			" connect IP PORT | udp-echo PORT | now\n");
+			" connect IP PORT [FROM_PORT] | udp-echo PORT | now\n");
 	return 2;
 }
