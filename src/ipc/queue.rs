@@ -15,7 +15,8 @@
 //! already-taken slot at the tail or head meanwhile moves it on (helping), so between a send
 //! and the receive that gets it there are only the sender's claim and publish and the
 //! receiver's claim; the free and the two moves (six locked instructions a message in all)
-//! come after the publish or the copy. Both
+//! come after the publish or the copy (a busy-polling receiver frees at its next receive, so
+//! its caller's answer does not wait for them either). Both
 //! claims are one compare-and-swap that predicts the word (free for this lap; ready), with no
 //! load before it: a load would fetch the line shared and the swap fetch it again exclusively.
 //! The slot's index, `pos % capacity`, is computed by multiplication (`ring_index`). Neither
@@ -267,6 +268,10 @@ pub struct Queue {
     stall_word: AtomicU64,
     stall_since: AtomicU64,
     epoch: Instant,
+    /// The slot `recv_spin` last received from, not freed yet: it is freed (and the head moved
+    /// on) at this handle's next receive or when it goes, so the two locked instructions that
+    /// takes are not between a message's arrival and the caller's answer.
+    pending: Cell<Option<Slot>>,
     /// Not `Sync`: our counter entry is written without locked instructions, so one thread at a
     /// time may use a handle (each thread opens its own; a handle may move between threads).
     _one_thread: PhantomData<Cell<()>>,
@@ -279,6 +284,13 @@ impl std::fmt::Debug for Queue {
             .field("max_message", &self.geo.max_message)
             .field("token", &self.token)
             .finish()
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // A slot `recv_spin` received from is freed before the handle goes.
+        self.release_pending();
     }
 }
 
@@ -330,6 +342,7 @@ impl Queue {
             stall_word: AtomicU64::new(0),
             stall_since: AtomicU64::new(0),
             epoch: Instant::now(),
+            pending: Cell::new(None),
             _one_thread: PhantomData,
         };
         q.counters = q.take_counters();
@@ -654,6 +667,13 @@ impl Queue {
     /// Receives the next message into `buf` (replacing its contents) if one is ready;
     /// `Ok(false)` when the queue is empty.
     pub fn try_recv(&self, buf: &mut Vec<u8>) -> Result<bool, QueueError> {
+        self.receive(buf, false)
+    }
+
+    /// `try_recv`; with `defer`, the slot received from is freed at the next receive instead of
+    /// before returning (`recv_spin`).
+    fn receive(&self, buf: &mut Vec<u8>, defer: bool) -> Result<bool, QueueError> {
+        self.release_pending();
         let head = self.u64_at(OFF_HEAD);
         let mut spins = 0usize;
         for _ in 0..RETRIES {
@@ -668,7 +688,7 @@ impl Queue {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.take(at, buf);
+                    self.take(at, buf, defer);
                     return Ok(true);
                 }
                 Err(w) => w,
@@ -722,7 +742,7 @@ impl Queue {
                     {
                         continue;
                     }
-                    self.take(at, buf);
+                    self.take(at, buf, defer);
                     return Ok(true);
                 }
                 READING => {
@@ -736,11 +756,29 @@ impl Queue {
         Err(QueueError::Corrupt)
     }
 
-    /// With `slot` claimed by us: copies the message out, frees it for the
-    /// next lap, and then moves the head on (helpers may move it first): the message reaches
-    /// its reader one locked instruction sooner.
-    fn take(&self, slot: Slot, buf: &mut Vec<u8>) {
+    /// With `slot` claimed by us: copies the message out, then frees the slot (now, or at the
+    /// next receive with `defer`).
+    fn take(&self, slot: Slot, buf: &mut Vec<u8>, defer: bool) {
         self.read_slot(slot, buf);
+        self.count(OFF_RECEIVED, C_RECEIVED, 1);
+        self.count(OFF_RECEIVED_BYTES, C_RECEIVED_BYTES, buf.len() as u64);
+        match defer {
+            true => self.pending.set(Some(slot)),
+            false => self.release(slot),
+        }
+    }
+
+    /// Frees the slot `recv_spin` last received from, if it has not been freed yet.
+    fn release_pending(&self) {
+        if let Some(slot) = self.pending.take() {
+            self.release(slot);
+        }
+    }
+
+    /// Frees `slot`, claimed and read by us, for the next lap, and then moves the head on
+    /// (helpers may move it first): the message reaches its reader one locked instruction
+    /// sooner.
+    fn release(&self, slot: Slot) {
         let pos = slot.pos;
         let claimed = word(pos, READING, self.token);
         let next = word(pos + self.geo.capacity, FREE, 0);
@@ -748,8 +786,6 @@ impl Queue {
         let _ =
             self.state(slot)
                 .compare_exchange(claimed, next, Ordering::SeqCst, Ordering::Relaxed);
-        self.count(OFF_RECEIVED, C_RECEIVED, 1);
-        self.count(OFF_RECEIVED_BYTES, C_RECEIVED_BYTES, buf.len() as u64);
         self.wake(OFF_NOT_FULL, OFF_SEND_WAITERS);
         let head = self.u64_at(OFF_HEAD);
         let _ = head.compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed);
@@ -784,10 +820,13 @@ impl Queue {
         }
     }
 
-    /// Receives the next message into `buf`, polling (never sleeping) while empty.
+    /// Receives the next message into `buf`, polling (never sleeping) while empty. The slot it
+    /// came in stays claimed until this handle's next receive (of any kind) or until the handle
+    /// goes: freeing it then keeps two locked instructions off the path between a message and
+    /// the caller's answer. Meanwhile the queue holds one message fewer.
     pub fn recv_spin(&self, buf: &mut Vec<u8>) -> Result<(), QueueError> {
         loop {
-            if self.try_recv(buf)? {
+            if self.receive(buf, true)? {
                 return Ok(());
             }
             std::hint::spin_loop();

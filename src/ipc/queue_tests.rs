@@ -200,6 +200,35 @@ fn an_empty_queue_times_out_and_wakes_a_blocked_receiver() {
 }
 
 #[test]
+fn a_busy_polled_slot_is_freed_at_the_next_receive_or_when_the_handle_goes() {
+    let fd = new_queue(1, 16);
+    let (tx, rx) = (open(&fd), open(&fd));
+    let mut buf = Vec::new();
+    tx.try_send(b"one").unwrap();
+    rx.recv_spin(&mut buf).unwrap();
+    assert_eq!(buf, b"one");
+    // Still claimed: the one slot is not free yet.
+    assert!(matches!(tx.try_send(b"two"), Err(QueueError::Full)));
+    assert_eq!(rx.stats().received_messages, 1);
+    // Any receive frees it first, an empty one too.
+    assert!(!rx.try_recv(&mut buf).unwrap());
+    tx.try_send(b"two").unwrap();
+    rx.recv_spin(&mut buf).unwrap();
+    assert_eq!(buf, b"two");
+    // A blocked sender is woken by the free at the next busy poll.
+    let sender = std::thread::spawn(move || {
+        tx.send(b"three").unwrap();
+        tx
+    });
+    rx.recv_spin(&mut buf).unwrap();
+    assert_eq!(buf, b"three");
+    let tx = sender.join().unwrap();
+    // The handle going frees it too.
+    drop(rx);
+    tx.try_send(b"four").unwrap();
+}
+
+#[test]
 fn batches_go_in_order_and_come_out_up_to_the_limit() {
     let fd = new_queue(8, 16);
     let q = open(&fd);
