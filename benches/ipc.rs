@@ -514,6 +514,9 @@ const REPEATS: usize = 5;
 /// machines.
 struct Headline {
     floor: f64,
+    /// Each run's floor and the spin queue's 64 B latency measured right after it: the pairs
+    /// the latency target is judged on, as the placement may change between two runs.
+    pairs: Vec<(f64, f64)>,
     spin_latency: (f64, f64),
     spin_rate: (f64, f64),
     unix_rate: (f64, f64),
@@ -530,6 +533,11 @@ impl Headline {
             unix_rate.push(throughput(Kind::UnixStream, 64, 1_000_000));
         }
         Headline {
+            pairs: floor
+                .iter()
+                .zip(&spin_latency)
+                .map(|(&f, &(l, _))| (f, l))
+                .collect(),
             floor: median(floor),
             spin_latency: median_pair(&spin_latency),
             spin_rate: median_pair(&spin_rate),
@@ -675,17 +683,28 @@ fn main() {
     let blocking = get(Kind::HydraBlocking, 64);
     let unix = get(Kind::UnixStream, 64);
     let ratio = spin.msgs_per_s / unix.msgs_per_s;
+    // Each run against the floor measured just before it; judged on the median, as every
+    // figure of the table is a median.
+    let ratios: Vec<f64> = headline.pairs.iter().map(|&(f, l)| l / f).collect();
+    let worst = ratios.iter().copied().fold(0.0, f64::max);
+    let typical = median(ratios);
+    let pairs: Vec<String> = headline
+        .pairs
+        .iter()
+        .map(|&(f, l)| format!("{l:.1}/{f:.1} ns = {:.2} ×", l / f))
+        .collect();
     println!();
     println!(
         "- Targets (issue 5): 64 B throughput ≥ 10 × the Unix stream socket's: {ratio:.1} ×, {}; \
          blocking round trip ≤ the Unix socket's: {:.2} µs against {:.2} µs, {}; busy-poll one-way \
-         latency within 3 × the core-to-core floor: {:.3} µs against 3 × {:.3} µs, {}.",
+         latency within 3 × the core-to-core floor: {typical:.2} × (median; at worst {worst:.2} ×) \
+         over the {} runs, each against the floor measured just before it ({}), {}.",
         verdict(ratio >= 10.0),
         2.0 * blocking.median_ns / 1000.0,
         2.0 * unix.median_ns / 1000.0,
         verdict(blocking.median_ns <= unix.median_ns),
-        spin.median_ns / 1000.0,
-        floor / 1000.0,
-        verdict(spin.median_ns <= 3.0 * floor),
+        pairs.len(),
+        pairs.join("; "),
+        verdict(typical <= 3.0),
     );
 }
