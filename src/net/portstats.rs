@@ -148,7 +148,9 @@ pub fn read(net: &Network, dir: &std::path::Path) -> Result<Vec<PortStat>, Firew
                         .count() as u64
                     + direct
                         .iter()
-                        .filter(|&&(addr, p)| p == f.port && guests.contains(&addr))
+                        .filter(|&&(addr, p)| {
+                            f.protocol == Protocol::Tcp && p == f.port && guests.contains(&addr)
+                        })
                         .count() as u64,
                 received: sum(&counts, &counter_comment(i, "in"))
                     .plus(local.packets, local.bytes)

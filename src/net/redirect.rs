@@ -163,14 +163,20 @@ pub fn entries(net: &Network) -> Vec<Entry> {
                 .chain(host_ends.iter().copied())
                 .collect(),
         };
+        let guests: Vec<Ipv4Addr> = f
+            .targets
+            .iter()
+            .filter_map(|&t| net.endpoints.get(t))
+            .map(|e| e.subnet.guest())
+            .collect();
+        if guests.is_empty() {
+            continue;
+        }
         let mut value = [0; VALUE];
-        value[..4].copy_from_slice(&(f.targets.len() as u32).to_ne_bytes());
-        for (i, &t) in f.targets.iter().enumerate() {
-            let Some(endpoint) = net.endpoints.get(t) else {
-                continue;
-            };
+        value[..4].copy_from_slice(&(guests.len() as u32).to_ne_bytes());
+        for (i, guest) in guests.iter().enumerate() {
             let at = 8 + 8 * i;
-            value[at..at + 4].copy_from_slice(&endpoint.subnet.guest().octets());
+            value[at..at + 4].copy_from_slice(&guest.octets());
             value[at + 4..at + 6].copy_from_slice(&f.port.to_be_bytes());
         }
         out.extend(asked.into_iter().map(|ip| (key(ip, f.host_port), value)));
@@ -485,6 +491,11 @@ mod tests {
             forward(Protocol::Tcp, None, wide),
         ]);
         assert!(entries(&n).is_empty());
+        // A target that names no endpoint is no instance to spread over.
+        let stray = net(vec![forward(Protocol::Tcp, None, vec![1, 7])]);
+        let e = entries(&stray);
+        assert_eq!(u32::from_ne_bytes(e[0].1[..4].try_into().unwrap()), 1);
+        assert_eq!(&e[0].1[8..12], &stray.endpoints[1].subnet.guest().octets());
         let only = net(vec![forward(
             Protocol::Tcp,
             Some("127.0.0.2".parse().unwrap()),
