@@ -78,7 +78,6 @@ pub enum Cond {
 pub enum Helper {
     MapLookupElem = 1,
     MapUpdateElem = 2,
-    GetPrandomU32 = 7,
     GetSocketCookie = 46,
     Setsockopt = 49,
     GetNetnsCookie = 122,

@@ -5,7 +5,7 @@
 //! socket on the host) for as long as the container's supervisor lives:
 //! - `connect4` rewrites the address of a `connect()` in the host's network namespace to
 //!   `127.0.0.0/8:HOST` or to the host end of one of the container's links (`HOST_END:HOST`),
-//!   for a TCP mapping, into `PROCESS:PORT` (one instance at random for `count > 1`), and notes
+//!   for a TCP mapping, into `PROCESS:PORT` (the instances in turn for `count > 1`), and notes
 //!   the address asked for under the socket's cookie;
 //! - `getpeername4` gives that address back, so the client sees the peer it connected to.
 //!
@@ -41,7 +41,7 @@ pub const MARK: u32 = 0x68;
 pub const MAX_BACKENDS: usize = 16;
 /// Key: the address asked for, as the program reads it (`user_ip4`, `user_port`: network order).
 const KEY: usize = 8;
-/// Value: the number of instances, then each instance's address and port.
+/// Value: the number of instances, the turn counter, then each instance's address and port.
 const VALUE: usize = 8 + 8 * MAX_BACKENDS;
 /// Sockets whose asked-for address is remembered for `getpeername` (least recently used go).
 const REMEMBERED: usize = 8192;
@@ -249,8 +249,12 @@ fn connect_program(
         .alu_imm(Alu::Add, R4, -28)
         .mov_imm(R5, 4)
         .call(Helper::Setsockopt)
-        // One instance at random: value + 8 * (random % count), masked into the value.
-        .call(Helper::GetPrandomU32)
+        // The instances in turn, as DNAT's `numgen inc` takes them: value + 8 * (turn % count),
+        // masked into the value. The turn counter is the value's second word; two CPUs may
+        // take the same turn now and then, which only makes one instance get one more.
+        .load(Size::W, R0, R9, 4)
+        .alu_imm(Alu::Add, R0, 1)
+        .store(Size::W, R9, 4, R0)
         .load(Size::W, R1, R9, 0)
         .alu32(Alu::Mod, R0, R1)
         .alu_imm(Alu::And, R0, MAX_BACKENDS as i32 - 1)
