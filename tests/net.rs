@@ -290,7 +290,9 @@ fn a_local_client_goes_straight_to_the_process_and_sees_the_address_it_asked_for
     // listener there (redirected, it would find no route to the process's address).
     let other = Hydra::run("net-redirect-other")
         .args(["--net", "complete"])
-        .sh("nc -ll -p 18186 -e true & sleep 0.3; hydra-probe connect 127.0.0.1 18186")
+        .sh("nc -ll -p 18186 -e true & \
+             for i in 1 2 3 4 5 6 7 8 9 10; do hydra-probe connect 127.0.0.1 18186 && exit; \
+             sleep 0.2; done")
         .output();
     other.assert_stdout_contains("connect: ok");
     drop(streams);
