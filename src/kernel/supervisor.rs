@@ -277,6 +277,10 @@ impl Supervisor {
         // The IPv6 side of the mappings, served by hydra itself.
         self.userspace = ports;
         self.redirect = redirect;
+        // `up` is not timed to its first process's first instruction: install it right away.
+        if let Some(r) = self.redirect.as_mut() {
+            r.open();
+        }
         let hosts_dir = self.state.path().join("hosts");
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let name = &slot.planned.spec.name;

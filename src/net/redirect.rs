@@ -58,13 +58,16 @@ const SRC_IP4: i16 = 24;
 const SOL_SOCKET: i32 = 1;
 const SO_MARK: i32 = 36;
 
-/// A container's socket redirect, installed by a thread of its own so that starting the
-/// container never waits for it (the first mount of cgroup v2 on a cgroup v1 host takes ~12 ms;
-/// until the programs are linked, DNAT serves the same connections). Dropping it waits for the
+/// A container's socket redirect, installed by a thread of its own once the container's
+/// processes run, so that starting them never waits for it (the first mount of cgroup v2 on a
+/// cgroup v1 host takes ~12 ms, loading and linking the programs ~1 ms more; until they are
+/// linked, DNAT serves the same connections). Dropping it waits for the
 /// thread and detaches the programs; so does the process exiting, however it exits.
 #[derive(Debug)]
 pub struct SocketRedirect {
     installing: Option<std::thread::JoinHandle<Option<Installed>>>,
+    /// Lets the thread begin (`open`); dropped unsent, it ends without installing anything.
+    gate: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// The file in a container's state directory that says how the redirect's installation ended:
@@ -72,18 +75,20 @@ pub struct SocketRedirect {
 pub const STATE_FILE: &str = "redirect";
 
 impl SocketRedirect {
-    /// Starts installing the redirect for `net`'s mappings, noting the outcome in `dir`; `None`
-    /// when none of them qualifies or [`SWITCH`] turns it off. Whatever fails on the way leaves
-    /// the mappings to DNAT.
+    /// Prepares the redirect for `net`'s mappings, to be installed once [`open`](Self::open)ed,
+    /// noting the outcome in `dir`; `None` when none of them qualifies or [`SWITCH`] turns it
+    /// off. Whatever fails on the way leaves the mappings to DNAT.
     pub fn start(net: &Network, dir: &Path) -> Option<SocketRedirect> {
         let entries = entries(net);
         if entries.is_empty() || std::env::var_os(SWITCH).is_some_and(|v| v == "0") {
             return None;
         }
         let note = dir.join(STATE_FILE);
+        let (gate, opened) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("hydra-redirect".into())
             .spawn(move || {
+                opened.recv().ok()?;
                 let installed = install(&entries);
                 let said = match &installed {
                     Ok(_) => "linked".to_string(),
@@ -95,7 +100,16 @@ impl SocketRedirect {
             .ok()?;
         Some(SocketRedirect {
             installing: Some(thread),
+            gate: Some(gate),
         })
+    }
+
+    /// Lets the installation begin (once the processes run: on one CPU, its work in the kernel
+    /// would otherwise delay their start).
+    pub fn open(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.send(());
+        }
     }
 
     /// Whether the redirect of the container whose state directory is `dir` is linked (`None`
@@ -112,7 +126,8 @@ impl SocketRedirect {
 
 impl Drop for SocketRedirect {
     fn drop(&mut self) {
-        // The programs go with what the thread returns.
+        // Never opened: the thread ends at once. The programs go with what it returns.
+        self.gate = None;
         if let Some(thread) = self.installing.take() {
             let _ = thread.join();
         }

@@ -361,9 +361,17 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
         warn(w);
     }
     let mut network = network;
+    // The socket redirect is linked once the process runs: its work must not slow the start.
+    let redirect = network.as_mut().and_then(|n| n.redirect.take());
     let mut before_go = |child: &clone::Child| match network.as_mut() {
         Some(n) => n.ready(child),
         None => Ok(()),
+    };
+    let mut redirect = redirect;
+    let mut on_exec = || {
+        if let Some(r) = redirect.as_mut() {
+            r.open();
+        }
     };
     let result = launch_and_wait(
         spec,
@@ -372,7 +380,10 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
         terminal,
         &signals,
         &mut before_go,
+        &mut on_exec,
     );
+    // Gone before the network is released.
+    drop(redirect);
     let events = cgroup.as_ref().map(Cgroup::events).unwrap_or_default();
     if let Some(cg) = cgroup.as_mut() {
         cg.destroy()?;
@@ -558,6 +569,7 @@ fn launch_and_wait(
     terminal: bool,
     signals: &nix::sys::signalfd::SignalFd,
     before_go: BeforeGo<'_>,
+    on_exec: &mut dyn FnMut(),
 ) -> Result<supervise::Ended, ProcessError> {
     let mut pty = if terminal {
         Some(pty::Pty::open().map_err(sys("opening a pseudo-terminal"))?)
@@ -565,6 +577,12 @@ fn launch_and_wait(
         None
     };
     let launched = spawn(spec, plan, cgroup, before_go)?;
-    supervise::supervise(&launched.child, &launched.channel, signals, pty.as_mut())
-        .map_err(sys("waiting for the process"))
+    supervise::supervise(
+        &launched.child,
+        &launched.channel,
+        signals,
+        pty.as_mut(),
+        on_exec,
+    )
+    .map_err(sys("waiting for the process"))
 }

@@ -99,6 +99,7 @@ pub fn supervise(
     channel: &OwnedFd,
     signals: &SignalFd,
     mut pty: Option<&mut Pty>,
+    on_exec: &mut dyn FnMut(),
 ) -> Result<Ended, Errno> {
     let mut failure = None;
     let mut channel_open = true;
@@ -154,7 +155,11 @@ pub fn supervise(
         if chan_ready {
             match handshake::receive(channel) {
                 Received::Failure(e) => failure = failure.or(Some(e)),
-                Received::Closed => channel_open = false,
+                Received::Closed => {
+                    // Closed on exec (or by a child that failed first): the process runs.
+                    channel_open = false;
+                    on_exec();
+                }
                 Received::Terminal(fd) => {
                     if let Some(p) = pty.as_deref_mut() {
                         p.attach(fd);
