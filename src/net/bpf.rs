@@ -219,6 +219,27 @@ impl Asm {
         self.push(Insn::new(JMP | cond as u8 | X, dst, src, 0, 0))
     }
 
+    /// `dst = r10 + off`: the address of a stack slot.
+    pub fn frame_ptr(&mut self, dst: Reg, off: i16) -> &mut Self {
+        self.mov(dst, R10).alu_imm(Alu::Add, dst, off.into())
+    }
+
+    /// `r0 = bpf_map_lookup_elem(map, fp + key)`.
+    pub fn lookup(&mut self, map: RawFd, key: i16) -> &mut Self {
+        self.load_map(R1, map)
+            .frame_ptr(R2, key)
+            .call(Helper::MapLookupElem)
+    }
+
+    /// `bpf_map_update_elem(map, fp + key, fp + value, BPF_ANY)`.
+    pub fn update(&mut self, map: RawFd, key: i16, value: i16) -> &mut Self {
+        self.load_map(R1, map)
+            .frame_ptr(R2, key)
+            .frame_ptr(R3, value)
+            .mov_imm(R4, 0)
+            .call(Helper::MapUpdateElem)
+    }
+
     pub fn call(&mut self, helper: Helper) -> &mut Self {
         self.push(Insn::new(JMP | CALL, R0, R0, 0, helper as i32))
     }
@@ -356,8 +377,8 @@ pub enum AttachType {
     CgroupInet4Getpeername = 29,
 }
 
-/// The license the programs are offered under (the project's, which is GPL-compatible as the
-/// kernel counts it only for `Dual` strings; no GPL-only helper is used).
+/// The license the programs are offered under: the project's. The kernel takes any string for
+/// a program that calls no GPL-only helper, as these do not.
 const LICENSE: &str = "Apache-2.0";
 
 /// Loads a program; a refusal carries the end of the verifier's log.

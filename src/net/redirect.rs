@@ -224,20 +224,14 @@ fn connect_program(
         .load(Size::W, R8, R6, USER_PORT)
         .store(Size::W, R10, -8, R7)
         .store(Size::W, R10, -4, R8)
-        .load_map(R1, mappings)
-        .mov(R2, R10)
-        .alu_imm(Alu::Add, R2, -8)
-        .call(Helper::MapLookupElem)
+        .lookup(mappings, -8)
         .jump_imm(Cond::Ne, R0, 0, "found")
         // Then 0.0.0.0 for any address in 127.0.0.0/8 (its first byte is the lowest).
         .mov(R2, R7)
         .alu_imm(Alu::And, R2, 0xff)
         .jump_imm(Cond::Ne, R2, 127, "out")
         .store_imm(Size::W, R10, -8, 0)
-        .load_map(R1, mappings)
-        .mov(R2, R10)
-        .alu_imm(Alu::Add, R2, -8)
-        .call(Helper::MapLookupElem)
+        .lookup(mappings, -8)
         .jump_imm(Cond::Eq, R0, 0, "out")
         .label("found")
         .mov(R9, R0)
@@ -247,21 +241,14 @@ fn connect_program(
         .mov(R1, R6)
         .call(Helper::GetSocketCookie)
         .store(Size::Dw, R10, -24, R0)
-        .load_map(R1, asked)
-        .mov(R2, R10)
-        .alu_imm(Alu::Add, R2, -24)
-        .mov(R3, R10)
-        .alu_imm(Alu::Add, R3, -16)
-        .mov_imm(R4, 0)
-        .call(Helper::MapUpdateElem)
+        .update(asked, -24, -16)
         // The mark that lets its packets skip connection tracking (`firewall.rs`); should the
         // kernel refuse it, the connection is tracked and the firewall lets it in all the same.
         .store_imm(Size::W, R10, -28, MARK as i32)
         .mov(R1, R6)
         .mov_imm(R2, SOL_SOCKET)
         .mov_imm(R3, SO_MARK)
-        .mov(R4, R10)
-        .alu_imm(Alu::Add, R4, -28)
+        .frame_ptr(R4, -28)
         .mov_imm(R5, 4)
         .call(Helper::Setsockopt)
         // The instances in turn, as DNAT's `numgen inc` takes them: value + 8 * (turn % count),
@@ -274,14 +261,22 @@ fn connect_program(
         .alu32(Alu::Mod, R0, R1)
         .alu_imm(Alu::And, R0, MAX_BACKENDS as i32 - 1)
         .alu_imm(Alu::Lsh, R0, 3)
-        .alu(Alu::Add, R9, R0)
-        .load(Size::W, R7, R9, 8)
-        .load(Size::W, R8, R9, 12)
-        .store(Size::W, R6, USER_IP4, R7)
-        .store(Size::W, R6, USER_PORT, R8)
-        .label("out")
-        .mov_imm(R0, 1)
-        .exit();
+        .alu(Alu::Add, R9, R0);
+    set_peer(&mut a, R9, 8);
+    finish(a)
+}
+
+/// Sets the context's address and port to the pair at `ptr + at` (uses r2 and r3).
+fn set_peer(a: &mut bpf::Asm, ptr: bpf::Reg, at: i16) {
+    a.load(Size::W, R2, ptr, at)
+        .load(Size::W, R3, ptr, at + 4)
+        .store(Size::W, R6, USER_IP4, R2)
+        .store(Size::W, R6, USER_PORT, R3);
+}
+
+/// Ends a program at the `out` label: both hooks must return 1 (the call goes on).
+fn finish(mut a: bpf::Asm) -> Result<Vec<bpf::Insn>, AsmError> {
+    a.label("out").mov_imm(R0, 1).exit();
     a.finish()
 }
 
@@ -291,19 +286,10 @@ fn getpeername_program(asked: RawFd) -> Result<Vec<bpf::Insn>, AsmError> {
     a.mov(R6, R1)
         .call(Helper::GetSocketCookie)
         .store(Size::Dw, R10, -8, R0)
-        .load_map(R1, asked)
-        .mov(R2, R10)
-        .alu_imm(Alu::Add, R2, -8)
-        .call(Helper::MapLookupElem)
-        .jump_imm(Cond::Eq, R0, 0, "out")
-        .load(Size::W, R2, R0, 0)
-        .load(Size::W, R3, R0, 4)
-        .store(Size::W, R6, USER_IP4, R2)
-        .store(Size::W, R6, USER_PORT, R3)
-        .label("out")
-        .mov_imm(R0, 1)
-        .exit();
-    a.finish()
+        .lookup(asked, -8)
+        .jump_imm(Cond::Eq, R0, 0, "out");
+    set_peer(&mut a, R0, 0);
+    finish(a)
 }
 
 /// The cookie of this process's network namespace (the host's, where the supervisor runs).
