@@ -362,12 +362,11 @@ pub fn run(spec: &ProcessSpec, warn: &mut dyn FnMut(&str)) -> Result<Outcome, Pr
     }
     let mut network = network;
     // The socket redirect is linked once the process runs: its work must not slow the start.
-    let redirect = network.as_mut().and_then(|n| n.redirect.take());
+    let mut redirect = network.as_mut().and_then(LoneNetwork::take_redirect);
     let mut before_go = |child: &clone::Child| match network.as_mut() {
         Some(n) => n.ready(child),
         None => Ok(()),
     };
-    let mut redirect = redirect;
     let mut on_exec = || {
         if let Some(r) = redirect.as_mut() {
             r.open();
@@ -403,8 +402,6 @@ struct LoneNetwork<'s> {
     link: Option<crate::net::pool::Subnet>,
     claiming: Option<crate::net::setup::Claiming>,
     userspace: Option<crate::net::userspace::Ports>,
-    /// Local clients' connections go straight to the process while this is kept.
-    redirect: Option<crate::net::redirect::SocketRedirect>,
     released: bool,
 }
 
@@ -423,10 +420,15 @@ impl LoneNetwork<'_> {
         }
     }
 
+    /// The socket redirect of the mappings, for the caller to open once the process runs and to
+    /// drop before `release` (left here, it goes unopened with the claim).
+    fn take_redirect(&mut self) -> Option<crate::net::redirect::SocketRedirect> {
+        self.claiming.as_mut()?.take_redirect()
+    }
+
     fn release(mut self) -> Result<(), ProcessError> {
         self.released = true;
         self.userspace = None;
-        self.redirect = None;
         Ok(crate::net::setup::release(self.state.path())?)
     }
 }
@@ -435,7 +437,6 @@ impl Drop for LoneNetwork<'_> {
     fn drop(&mut self) {
         if !self.released {
             self.userspace = None;
-            self.redirect = None;
             let _ = crate::net::setup::release(self.state.path());
         }
     }
@@ -473,7 +474,6 @@ fn claim_network<'s>(
                 link: None,
                 claiming: None,
                 userspace: Some(ports),
-                redirect: None,
                 released: false,
             })),
             Err(e) => {
@@ -487,7 +487,6 @@ fn claim_network<'s>(
             state,
             link: Some(claiming.network().endpoints[0].subnet),
             userspace: claiming.take_ports(),
-            redirect: claiming.take_redirect(),
             claiming: Some(claiming),
             released: false,
         })),
