@@ -234,6 +234,70 @@ fn counted(chain: &str, comment: &str) -> u64 {
         .sum()
 }
 
+/// Once nothing redirects or translates 127.0.0.1:`port` any more, the host's own listener
+/// there gets the connection.
+fn port_is_the_hosts_own(port: u16) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2));
+    assert!(s.is_ok(), "{s:?}");
+    assert!(listener.accept().is_ok());
+}
+
+/// Waits until `hydra ports` says the first mapping of `name` goes through the redirect.
+fn wait_redirected(name: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while ports(name)[0]["redirected"] != true {
+        assert!(Instant::now() < end, "not redirected: {:?}", ports(name));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP connection from a socket bound to 127.0.0.1 before it connects.
+fn connect_from_loopback(to: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("{to}")
+    };
+    let sin = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a new socket, owned by the stream below; the addresses are valid sockaddr_in.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let stream = TcpStream::from_raw_fd(fd);
+        // connect() gives up after this too.
+        stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let local = sin(Ipv4Addr::LOCALHOST, 0);
+        assert_eq!(
+            libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        let peer = sin(*to.ip(), to.port());
+        assert_eq!(
+            libc::connect(fd, (&peer as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        stream
+    }
+}
+
+/// The script a process runs to connect to the host end of its link (its default gateway) at
+/// `port`, from its own port `from` if given.
+fn connect_to_gateway(port: u16, from: Option<u16>) -> String {
+    let from = from.map(|p| format!(" {p}")).unwrap_or_default();
+    format!(
+        "gw=$(ip route | sed -n 's/^default via \\([^ ]*\\).*/\\1/p'); hydra-probe connect $gw {port}{from}"
+    )
+}
+
 #[test]
 fn a_local_client_goes_straight_to_the_process_and_sees_the_address_it_asked_for() {
     require_root();
@@ -244,13 +308,9 @@ fn a_local_client_goes_straight_to_the_process_and_sees_the_address_it_asked_for
     run.wait_for_stdout("servers up");
     let name = run.name().to_string();
     let (host, guest) = link_of(&name);
-    // The programs are linked by a thread of the supervisor's own, not before the process
-    // starts; until then (milliseconds), DNAT serves.
-    let end = Instant::now() + Duration::from_secs(10);
-    while ports(&name)[0]["redirected"] != true {
-        assert!(Instant::now() < end, "not redirected: {:?}", ports(&name));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The programs are linked by a thread of the supervisor's own once the process runs;
+    // until then (milliseconds), DNAT serves.
+    wait_redirected(&name);
     let table = Hydra::bare().args(["ports", &name]).output();
     table.assert_stdout_contains("local TCP clients go straight to the processes");
     let asked = [
@@ -286,6 +346,12 @@ fn a_local_client_goes_straight_to_the_process_and_sees_the_address_it_asked_for
     }
     let v = ports_once_counted(&name, 0, 3);
     assert_eq!(v[0]["active"], 3, "{v:?}");
+    // A client bound to 127.0.0.1 before it connects keeps DNAT (its masquerade gives the
+    // process an address to answer that is not its own loopback): translated once, and it works.
+    let mut bound = connect_from_loopback(asked[0]);
+    assert_eq!(echo(&mut bound, b"translated\n"), b"translated\n");
+    assert_eq!(counted(&format!("{name}-dnat"), "m0 new"), 1);
+    drop(bound);
     // Another namespace's 127.0.0.1:18186 is its own: a `complete` process reaches its own
     // listener there (redirected, it would find no route to the process's address).
     let other = Hydra::run("net-redirect-other")
@@ -298,13 +364,32 @@ fn a_local_client_goes_straight_to_the_process_and_sees_the_address_it_asked_for
     drop(streams);
     run.signal(libc::SIGTERM);
     run.wait();
-    // Gone with the container: the port is the host's own again.
-    let listener = TcpListener::bind("127.0.0.1:18186").unwrap();
-    let s = TcpStream::connect_timeout(&asked[0], Duration::from_secs(2)).unwrap();
-    assert_eq!(
-        s.peer_addr().unwrap(),
-        listener.accept().unwrap().0.local_addr().unwrap()
-    );
+    // Gone with the container.
+    port_is_the_hosts_own(18186);
+}
+
+#[test]
+fn with_the_redirect_switched_off_local_clients_go_through_dnat() {
+    require_root();
+    let mut run = Hydra::run("net-no-redirect")
+        .env("HYDRA_SOCKET_REDIRECT", "0")
+        .args(["-p", "18187:8080"])
+        .sh(SERVERS)
+        .spawn();
+    run.wait_for_stdout("servers up");
+    let name = run.name().to_string();
+    link_of(&name);
+    let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18187)));
+    assert_eq!(echo(&mut s, b"translated\n"), b"translated\n");
+    let v = ports(&name);
+    assert_eq!(v[0]["redirected"], false, "{v:?}");
+    assert!(counted(&format!("{name}-dnat"), "m0 new") >= 1);
+    assert_eq!(counted(&format!("{name}-post"), "m0 local"), 0);
+    let table = Hydra::bare().args(["ports", &name]).output();
+    assert!(!table.stdout.contains("socket redirect"), "{table}");
+    drop(s);
+    run.signal(libc::SIGTERM);
+    run.wait();
 }
 
 #[test]
@@ -314,12 +399,9 @@ fn a_mapped_port_is_no_way_out_of_the_process() {
     // connection the process opens from that port to the host is no reply.
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let script = format!(
-        "gw=$(ip route | sed -n 's/^default via \\([^ ]*\\).*/\\1/p'); hydra-probe connect $gw {port} 8080"
-    );
     let out = Hydra::run("net-from-mapped")
         .args(["-p", "18189:8080"])
-        .sh(&script)
+        .sh(&connect_to_gateway(port, Some(8080)))
         .output();
     assert_eq!(out.code(), 1, "{out}");
     assert!(out.stdout.contains("connect: ETIMEDOUT"), "{out}");
@@ -343,10 +425,7 @@ fn a_partial_process_cannot_open_connections_unless_egress_allows_it() {
     // A listener on every host address (the host end of the link included).
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    // The host end of the link is the process's default gateway.
-    let script = format!(
-        "gw=$(ip route | sed -n 's/^default via \\([^ ]*\\).*/\\1/p'); hydra-probe connect $gw {port}"
-    );
+    let script = connect_to_gateway(port, None);
     let denied = Hydra::run("net-egress-deny")
         .args(["--net", "partial"])
         .sh(&script)
@@ -532,11 +611,8 @@ fn a_killed_hydra_leaves_chains_and_link_that_gc_removes() {
     }
     assert!(link_gone(&veth, &index), "gc left {veth}");
     assert_host_clean(&name, Path::new("/run/hydra"));
-    // The socket redirect went with the killed process: the port is the host's own again.
-    let listener = TcpListener::bind("127.0.0.1:18141").unwrap();
-    let s = TcpStream::connect_timeout(&"127.0.0.1:18141".parse().unwrap(), Duration::from_secs(2));
-    assert!(s.is_ok(), "{s:?}");
-    assert!(listener.accept().is_ok());
+    // The socket redirect went with the killed process.
+    port_is_the_hosts_own(18141);
 }
 
 #[test]
