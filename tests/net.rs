@@ -274,7 +274,9 @@ fn connect_from_loopback(to: SocketAddr) -> TcpStream {
         assert!(fd >= 0);
         let stream = TcpStream::from_raw_fd(fd);
         // connect() gives up after this too.
-        stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let local = sin(Ipv4Addr::LOCALHOST, 0);
         assert_eq!(
             libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len),
