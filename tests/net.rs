@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -329,6 +329,14 @@ fn a_local_client_goes_straight_to_the_process_and_sees_the_address_it_asked_for
             addr,
             "getpeername shows what was asked for"
         );
+        // And getsockname the source DNAT would have left: 127.0.0.1 for 127.0.0.0/8 (the
+        // link's host end is what the connection really uses), the host end for the host end.
+        let local = if addr.ip().is_loopback() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from(host)
+        };
+        assert_eq!(s.local_addr().unwrap().ip(), local, "getsockname");
         streams.push(s);
     }
     // No packet was translated: each connection went to the process's address from its start.

@@ -375,6 +375,7 @@ pub enum ProgType {
 pub enum AttachType {
     CgroupInet4Connect = 10,
     CgroupInet4Getpeername = 29,
+    CgroupInet4Getsockname = 31,
 }
 
 /// The license the programs are offered under: the project's. The kernel takes any string for

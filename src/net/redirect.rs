@@ -1,13 +1,15 @@
 //! The socket redirect: a local client's TCP connection to a mapped port goes straight to the
 //! virtual process, chosen at `connect()` time, instead of through DNAT on every packet.
 //!
-//! Two small cgroup programs, linked to the root of the cgroup v2 hierarchy (so they see every
+//! Small cgroup programs, linked to the root of the cgroup v2 hierarchy (so they see every
 //! socket on the host) for as long as the container's supervisor lives:
 //! - `connect4` rewrites the address of a `connect()` in the host's network namespace to
 //!   `127.0.0.0/8:HOST` or to the host end of one of the container's links (`HOST_END:HOST`),
 //!   for a TCP mapping, into `PROCESS:PORT` (the instances in turn for `count > 1`), and notes
 //!   the address asked for under the socket's cookie;
-//! - `getpeername4` gives that address back, so the client sees the peer it connected to.
+//! - `getpeername4` gives that address back, so the client sees the peer it connected to;
+//! - `getsockname4` shows such a client of `127.0.0.0/8` its own address as `127.0.0.1` (the
+//!   source DNAT would have left it), not the host end of the link it really uses.
 //!
 //! The packets are then those of a direct connection: no per-packet NAT, no masquerade, no
 //! re-routing (the socket is routed to the process from the start), and no connection tracking:
@@ -138,7 +140,7 @@ impl Drop for SocketRedirect {
 /// linked to (kept open, so a mount made for it stays and the next container's is quick).
 #[derive(Debug)]
 struct Installed {
-    _links: [OwnedFd; 2],
+    _links: [OwnedFd; 3],
     _cgroup: OwnedFd,
 }
 
@@ -274,7 +276,7 @@ fn set_peer(a: &mut bpf::Asm, ptr: bpf::Reg, at: i16) {
         .store(Size::W, R6, USER_PORT, R3);
 }
 
-/// Ends a program at the `out` label: both hooks must return 1 (the call goes on).
+/// Ends a program at the `out` label: the hooks must return 1 (the call goes on).
 fn finish(mut a: bpf::Asm) -> Result<Vec<bpf::Insn>, AsmError> {
     a.label("out").mov_imm(R0, 1).exit();
     a.finish()
@@ -289,6 +291,27 @@ fn getpeername_program(asked: RawFd) -> Result<Vec<bpf::Insn>, AsmError> {
         .lookup(asked, -8)
         .jump_imm(Cond::Eq, R0, 0, "out");
     set_peer(&mut a, R0, 0);
+    finish(a)
+}
+
+/// `getsockname4`: `127.0.0.1` for the local address of a socket `connect4` redirected from
+/// `127.0.0.0/8` (its port stays: it is the real one).
+fn getsockname_program(asked: RawFd) -> Result<Vec<bpf::Insn>, AsmError> {
+    let mut a = bpf::Asm::default();
+    a.mov(R6, R1)
+        .call(Helper::GetSocketCookie)
+        .store(Size::Dw, R10, -8, R0)
+        .lookup(asked, -8)
+        .jump_imm(Cond::Eq, R0, 0, "out")
+        .load(Size::W, R2, R0, 0)
+        .alu_imm(Alu::And, R2, 0xff)
+        .jump_imm(Cond::Ne, R2, 127, "out")
+        .store_imm(
+            Size::W,
+            R6,
+            USER_IP4,
+            u32::from_ne_bytes(Ipv4Addr::LOCALHOST.octets()) as i32,
+        );
     finish(a)
 }
 
@@ -416,11 +439,18 @@ fn install(entries: &[Entry]) -> Result<Installed, RedirectError> {
         &getpeername_program(asked.as_raw_fd())?,
         "hydra_peername4",
     )?;
-    // getpeername first, so no redirected socket ever shows its real peer.
+    let getsockname = bpf::prog_load(
+        ProgType::CgroupSockAddr,
+        AttachType::CgroupInet4Getsockname,
+        &getsockname_program(asked.as_raw_fd())?,
+        "hydra_sockname4",
+    )?;
+    // The name programs first, so no redirected socket ever shows its real addresses.
     let peer = bpf::link_cgroup(&getpeername, &cgroup, AttachType::CgroupInet4Getpeername)?;
+    let name = bpf::link_cgroup(&getsockname, &cgroup, AttachType::CgroupInet4Getsockname)?;
     let connect = bpf::link_cgroup(&connect, &cgroup, AttachType::CgroupInet4Connect)?;
     Ok(Installed {
-        _links: [peer, connect],
+        _links: [peer, name, connect],
         _cgroup: cgroup,
     })
 }
@@ -530,5 +560,6 @@ mod tests {
     fn the_programs_assemble() {
         assert!(connect_program(1, 3, 4).is_ok());
         assert!(getpeername_program(4).is_ok());
+        assert!(getsockname_program(4).is_ok());
     }
 }
