@@ -248,7 +248,11 @@ fn port_is_the_hosts_own(port: u16) {
 fn wait_redirected(name: &str) {
     let end = Instant::now() + Duration::from_secs(10);
     while ports(name)[0]["redirected"] != true {
-        assert!(Instant::now() < end, "not redirected: {:?}", ports(name));
+        if Instant::now() > end {
+            // The table's last line says why the programs are not linked.
+            let table = Hydra::bare().args(["ports", name]).output();
+            panic!("not redirected: {}", table.stdout);
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

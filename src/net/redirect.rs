@@ -306,12 +306,9 @@ fn getsockname_program(asked: RawFd) -> Result<Vec<bpf::Insn>, AsmError> {
         .load(Size::W, R2, R0, 0)
         .alu_imm(Alu::And, R2, 0xff)
         .jump_imm(Cond::Ne, R2, 127, "out")
-        .store_imm(
-            Size::W,
-            R6,
-            USER_IP4,
-            u32::from_ne_bytes(Ipv4Addr::LOCALHOST.octets()) as i32,
-        );
+        // Through a register: kernels before 6.3 refuse an immediate stored into the context.
+        .mov_imm(R2, u32::from_ne_bytes(Ipv4Addr::LOCALHOST.octets()) as i32)
+        .store(Size::W, R6, USER_IP4, R2);
     finish(a)
 }
 
@@ -561,5 +558,20 @@ mod tests {
         assert!(connect_program(1, 3, 4).is_ok());
         assert!(getpeername_program(4).is_ok());
         assert!(getsockname_program(4).is_ok());
+    }
+
+    #[test]
+    fn no_program_stores_an_immediate_into_its_context() {
+        // Kernels before 6.3 refuse `BPF_ST` into the context (r6 holds it here): the values
+        // go through a register.
+        let programs = [
+            connect_program(1, 3, 4).unwrap(),
+            getpeername_program(4).unwrap(),
+            getsockname_program(4).unwrap(),
+        ];
+        for insn in programs.iter().flatten().map(|i| i.bytes()) {
+            let store_immediate = insn[0] & 0x07 == 0x02;
+            assert!(!(store_immediate && insn[1] & 0x0f == 6), "{insn:?}");
+        }
     }
 }
