@@ -10,10 +10,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 cache=$repo/hack/.cache/vm
 timeout=${TIMEOUT:-900}
-# The suites that exercise cgroups, namespaces and isolation; rootless needs useradd, which the
-# busybox guest lacks (so ipc_plumbing, which has a rootless case, stays on the host). The IPC
-# bulk test sends 100,000 messages rather than a million: emulation is some thirty times slower.
-suites=${SUITES:-"info run_limits run_namespaces run_exit run_privileges run_filesystem run_init up stats net ipc"}
+# The suites that exercise cgroups, namespaces and isolation, and the kernel example (`make
+# demo`) end to end; rootless needs useradd, which the busybox guest lacks (so ipc_plumbing,
+# which has a rootless case, stays on the host). The IPC bulk test sends 100,000 messages rather
+# than a million: emulation is some thirty times slower.
+suites=${SUITES:-"info run_limits run_namespaces run_exit run_privileges run_filesystem run_init up stats net ipc kernel_example"}
 mkdir -p "$cache"
 
 # --- kernel: Debian's generic flavour (it has the 9p modules) ------------------------------------
@@ -37,6 +38,8 @@ for s in $suites; do
 done
 
 # --- initramfs: static busybox, nft, the modules 9p, overlayfs, veth and nftables need, an init --
+# (and virtio_rng: without an entropy source the emulated guest's random pool never fills, and
+# `hydra keygen`'s getrandom() waits for it, as it should)
 initrd=$cache/initrd
 rm -rf "$initrd" && mkdir -p "$initrd"/{bin,proc,sys,dev,run,tmp,lib/modules}
 cp rootfs/busybox/bin/busybox "$initrd/bin/busybox"
@@ -44,10 +47,21 @@ cp rootfs/busybox/bin/busybox "$initrd/bin/busybox"
 for f in /usr/sbin/nft $(ldd /usr/sbin/nft | grep -o '/[^ ]*'); do
   mkdir -p "$initrd$(dirname "$f")" && cp -L "$f" "$initrd$f"
 done
+# bash and the GNU tools the kernel example's build.sh needs beyond busybox (`cp
+# --no-preserve`, `realpath -m`, `rm --one-file-system`), in /gnu, first on the tests' PATH;
+# /usr/bin/env for its #! line.
+mkdir -p "$initrd/gnu" "$initrd/usr/bin"
+for f in /usr/bin/bash /usr/bin/cp /usr/bin/realpath /usr/bin/rm /usr/bin/env; do
+  cp -L "$f" "$initrd/gnu/"
+  for lib in $(ldd "$f" | grep -o '/[^ ]*'); do
+    mkdir -p "$initrd$(dirname "$lib")" && cp -L "$lib" "$initrd$lib"
+  done
+done
+ln -s /gnu/env "$initrd/usr/bin/env"
 # The modules in load order (dependencies first), as modprobe resolves them.
 [[ -f $kdir/lib/modules/$kver/modules.dep ]] || depmod -b "$kdir" "$kver"
 mods=()
-for m in virtio_pci 9pnet_virtio 9p overlay veth bridge nf_tables nft_chain_nat nft_nat nft_masq nft_ct \
+for m in virtio_pci virtio_rng 9pnet_virtio 9p overlay veth bridge nf_tables nft_chain_nat nft_nat nft_masq nft_ct \
   nft_fib_inet nft_numgen nft_socket nf_conntrack_netlink; do
   while read -r _ path; do
     name=$(basename "$path")
@@ -62,7 +76,7 @@ cat >"$initrd/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox mkdir -p /newroot
 /bin/busybox mount -t tmpfs -o mode=755 root /newroot
-/bin/busybox cp -a /bin /lib /lib64 /usr /stage2 /newroot/
+/bin/busybox cp -a /bin /gnu /lib /lib64 /usr /stage2 /newroot/
 /bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run /newroot/tmp /newroot/etc
 exec /bin/busybox switch_root /newroot /stage2
 INIT
@@ -70,7 +84,7 @@ chmod +x "$initrd/init"
 {
   echo '#!/bin/busybox sh'
   echo '/bin/busybox --install -s /bin'
-  echo 'export PATH=/bin:/usr/sbin'
+  echo 'export PATH=/gnu:/bin:/usr/sbin'
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
   echo 'mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /dev/pts; mount -t devpts devpts /dev/pts'
   # What udev would add: /dev/fd and /dev/std{in,out,err}.
@@ -103,6 +117,7 @@ timeout --kill-after=10 "$timeout" qemu-system-x86_64 -accel tcg -m 2048 -smp 2 
   -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$cache/initrd.gz" \
   -append "console=ttyS0 quiet systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all panic=-1 rdinit=/init" \
   -virtfs "local,path=$repo,mount_tag=share,security_model=none,id=share" \
+  -device virtio-rng-pci \
   </dev/null >"$log" 2>&1
 qemu_rc=$?
 set -e
