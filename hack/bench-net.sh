@@ -3,9 +3,8 @@
 # - iperf3 single-stream TCP throughput (medians of ROUNDS=5 runs of 5 s per path, each round
 #   every path in an order that turns from round to round) straight to a hydra process's own
 #   address ("direct": into its namespace, bypassing the mapping), into a network namespace made
-#   here with no container running (no netfilter hook on the host: the ceiling), into the
-#   same hydra process through its mapping at 127.0.0.1 and at the
-#   host end of its veth (socket redirect; and once more with HYDRA_SOCKET_REDIRECT=0, DNAT
+#   here with no container running (no netfilter hook on the host: the ceiling), into the same
+#   hydra process through its mapping at 127.0.0.1 and at the host end of its veth (socket redirect; and once more with HYDRA_SOCKET_REDIRECT=0, DNAT
 #   alone), through the kernel's own DNAT with one bare rule in a table of its own
 #   (what any DNAT costs, hydra's rules aside), through socat as a userspace proxy into the same
 #   namespace, and
@@ -104,7 +103,7 @@ NFT
   nft delete table ip "$ns"
 }
 # without_hydra R: the paths measured while no container runs (no netfilter hook on the host for
-# direct), in an order that turns with the round R.
+# the ceiling), in an order that turns with the round R.
 without_hydra() {
   if (($1 % 2)); then bare_dnat; client 10.232.0.2 5201 ceiling; else client 10.232.0.2 5201 ceiling; bare_dnat; fi
 }
@@ -243,7 +242,7 @@ block=$(
   echo "| \`partial -p 15203:80\`, another container running | $(ms partial-busy 1) | $(ms partial-busy 2) |"
   echo
   echo "- Targets (issue 4): mapping throughput ≥ 0.95 × direct (into the process's namespace, measured in the same rounds): $worst (the worse of 127.0.0.1 and the veth address, through the socket redirect local TCP clients get), $(verdict "$worst" 0.95 ">="). Against the ceiling, a namespace on a host without any netfilter hook, the mapping reaches $worst_ceiling: no DNAT-based mapping can reach the ceiling, as DNAT makes the kernel run conntrack's hooks on every packet of the host, and the base chains that lead packets to the containers' chains run too (the third row against the second is what the hooks cost a tracked connection); the redirected mapping skips the translation and the tracking and pays only the hooks. Through DNAT alone (\`HYDRA_SOCKET_REDIRECT=0\`, and what clients from other hosts and namespaces get) hydra's mappings reach $(ratio "$dnat_lo" "$direct") (127.0.0.1) and $(ratio "$dnat_link" "$direct") (veth address) × direct, the kernel's bare DNAT rule $(ratio "$bare" "$ceiling") × the ceiling. \`partial\` adds under 3 ms to start-up: $extra_busy ms with hydra's table in place, $(verdict "$extra_busy" 3 "<"); $extra_idle ms on an idle host, $(verdict "$extra_idle" 3 "<")."
-  echo "- Not used, though measured: handing a redirected connection's data from socket to socket (a sockmap whose sk_msg program puts each write straight into the peer's receive queue) skips the hooks and the TCP/IP stack, and carried 70 Gbit/s here (3 × the ceiling); but the kernel gives that queue no flow control: a reader that never read let a host client push 1.5 GB into it, until the kernel's TCP memory ran out and the host's TCP sockets got ENOMEM. A process could do that to the host by not reading, or by writing to a host client that does not read, so hydra keeps to TCP's own flow control."
+  echo "- Not used, though measured: handing a redirected connection's data from socket to socket (a sockmap whose sk_msg program puts each write straight into the peer's receive queue) skips the hooks and the TCP/IP stack, and carried 70 Gbit/s here (3 × the ceiling); but the kernel gives that queue no flow control: a reader that never read let a host client push 1.5 GB into it, until the kernel's TCP memory ran out and the host's TCP sockets got ENOMEM. A process could do that to the host by not reading, or by writing to a host client that does not read, so hydra keeps to TCP's own flow control (the patch and its commands: hack/experiments/README.md)."
   echo "- Start-up is from launching hydra until the process's first instruction (it prints the clock: \`hydra-probe now\`); the whole run adds the teardown. \`partial\` start-up is the subnet claim (a lock, one netlink address dump), one nf_tables transaction hydra sends over netlink itself (after asking whether the table exists) adding the container's chains, rules and map elements, and the veth (netlink requests: create the pair, an address and up for each end, no IPv6 address generation for the inner end, the default route); no \`nft\` process runs. On an idle host that transaction also creates the table and registers its base chains' netfilter hooks; the teardown (deleting the veth and the rules) waits for RCU grace periods. The socket redirect's programs are linked by a thread of their own once the process runs (on this cgroup v1 host the first mount of cgroup v2 takes ~12 ms); the whole run waits for it."
   echo
   echo "Exact commands: the server is \`iperf3 -s -p 5201\` (\`ip netns exec\` for the ceiling and socat, \`$(basename "$hydra") run --rootfs ROOTFS -p 15201:5201 -- iperf3 -s -p 5201\` for direct and the mappings, the same as a throw-away user through \`runuser\` with \`-p 15205:5201\` for rootless); the client \`iperf3 -c ADDR -p PORT -t $secs -f g\` (for direct, ADDR is the process's address from \`hydra ports NAME --json\` and PORT 5201); socat is \`socat TCP-LISTEN:15202,bind=127.0.0.1,fork,reuseaddr TCP:10.232.0.2:5201\`; start-up runs \`taskset -c 0 hydra run --rootfs rootfs/busybox --name N [-p 15203:80] -- hydra-probe now\`, alternating the modes."
