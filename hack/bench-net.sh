@@ -2,13 +2,13 @@
 # `make bench-net`: what a `partial` port mapping costs. In one run:
 # - iperf3 single-stream TCP throughput (medians of ROUNDS=5 runs of 5 s per path, each round
 #   every path in an order that turns from round to round) straight to a hydra process's own
-#   address ("direct": into its namespace, bypassing the mapping), into a network namespace made
-#   here with no container running (no netfilter hook on the host: the ceiling), into the same
-#   hydra process through its mapping at 127.0.0.1 and at the host end of its veth (socket redirect; and once more with HYDRA_SOCKET_REDIRECT=0, DNAT
-#   alone), through the kernel's own DNAT with one bare rule in a table of its own
-#   (what any DNAT costs, hydra's rules aside), through socat as a userspace proxy into the same
-#   namespace, and
-#   through a rootless `hydra run -p` (hydra's own forwarder; a throw-away user runs it);
+#   address ("direct": into its namespace, bypassing the mapping); into a network namespace made
+#   here with no container running (no netfilter hook on the host: the ceiling); into the same
+#   hydra process through its mapping at 127.0.0.1 and at the host end of its veth (socket
+#   redirect; and once more with HYDRA_SOCKET_REDIRECT=0, DNAT alone); through the kernel's own
+#   DNAT with one bare rule in a table of its own (what any DNAT costs, hydra's rules aside);
+#   through socat as a userspace proxy into the ceiling's namespace; and through a rootless
+#   `hydra run -p` (hydra's own forwarder; a throw-away user runs it);
 # - the start-up cost of `--net partial -p` over `--net complete`, with and without hydra's table
 #   already in place (time until the process runs, and the whole run; pinned to one CPU).
 # iperf3 runs inside hydra from a rootfs made here (busybox + iperf3 and its libraries).
