@@ -22,12 +22,15 @@ fn is_cgroup2(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+const ROOT: &str = "/sys/fs/cgroup";
+/// systemd's hybrid layout mounts cgroup2 here.
+const UNIFIED: &str = "/sys/fs/cgroup/unified";
+
 /// Reads the layout from `/sys/fs/cgroup`.
 pub fn detect() -> CgroupMode {
-    let root = Path::new("/sys/fs/cgroup");
-    if is_cgroup2(root) {
+    if is_cgroup2(Path::new(ROOT)) {
         CgroupMode::V2
-    } else if is_cgroup2(&root.join("unified")) {
+    } else if is_cgroup2(Path::new(UNIFIED)) {
         CgroupMode::Hybrid
     } else {
         CgroupMode::V1
@@ -35,6 +38,15 @@ pub fn detect() -> CgroupMode {
 }
 
 impl CgroupMode {
+    /// Where the cgroup v2 hierarchy is mounted (`None` on a v1-only host).
+    pub fn v2_root(self) -> Option<&'static Path> {
+        match self {
+            CgroupMode::V2 => Some(Path::new(ROOT)),
+            CgroupMode::Hybrid => Some(Path::new(UNIFIED)),
+            CgroupMode::V1 => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             CgroupMode::V1 => "v1",

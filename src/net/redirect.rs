@@ -140,7 +140,7 @@ impl Drop for SocketRedirect {
 /// linked to (kept open, so a mount made for it stays and the next container's is quick).
 #[derive(Debug)]
 struct Installed {
-    _links: [OwnedFd; 3],
+    _links: Vec<OwnedFd>,
     _cgroup: OwnedFd,
 }
 
@@ -338,27 +338,22 @@ fn netns_cookie() -> std::io::Result<u64> {
     Ok(cookie)
 }
 
-/// Where a cgroup v2 hierarchy is usually mounted (unified, hybrid).
-const CGROUP2_MOUNTS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
+/// How the cgroup v2 root directory is opened.
+const DIRECTORY: nix::fcntl::OFlag = nix::fcntl::OFlag::O_RDONLY
+    .union(nix::fcntl::OFlag::O_DIRECTORY)
+    .union(nix::fcntl::OFlag::O_CLOEXEC);
 
-/// The root of the cgroup v2 hierarchy: where it is mounted, else from a mount of its own that
-/// is never attached anywhere (so nothing shows in /proc/mounts, on a cgroup v1 host too).
+/// The root of the cgroup v2 hierarchy: where the host mounts it, else from a mount of its own
+/// that is never attached anywhere (so nothing shows in /proc/mounts, on a cgroup v1 host too).
 fn cgroup2_root() -> std::io::Result<OwnedFd> {
-    for path in CGROUP2_MOUNTS {
-        let is_cgroup2 = nix::sys::statfs::statfs(path)
-            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
-        if is_cgroup2 {
-            let flags = nix::fcntl::OFlag::O_RDONLY
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC;
-            return Ok(nix::fcntl::open(
-                path,
-                flags,
-                nix::sys::stat::Mode::empty(),
-            )?);
-        }
+    match crate::cgroups::mode::detect().v2_root() {
+        Some(path) => Ok(nix::fcntl::open(
+            path,
+            DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )?),
+        None => mount_cgroup2(),
     }
-    mount_cgroup2()
 }
 
 fn mount_cgroup2() -> std::io::Result<OwnedFd> {
@@ -388,12 +383,7 @@ fn mount_cgroup2() -> std::io::Result<OwnedFd> {
     let mnt = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), 1, 0) })?;
     // SAFETY: a new fd nothing else owns.
     let mnt = unsafe { OwnedFd::from_raw_fd(mnt) };
-    let root = nix::fcntl::openat(
-        &mnt,
-        ".",
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
+    let root = nix::fcntl::openat(&mnt, ".", DIRECTORY, nix::sys::stat::Mode::empty())?;
     Ok(root)
 }
 
@@ -414,8 +404,23 @@ pub enum RedirectError {
 /// Set to `0`, no container started with it redirects: its mappings go through DNAT alone.
 pub const SWITCH: &str = "HYDRA_SOCKET_REDIRECT";
 
+/// Loads `program` for the address hook `attach` and links it to `cgroup`.
+fn link(
+    cgroup: &OwnedFd,
+    attach: AttachType,
+    program: Vec<bpf::Insn>,
+    name: &'static str,
+) -> Result<OwnedFd, RedirectError> {
+    let prog = bpf::prog_load(ProgType::CgroupSockAddr, attach, &program, name)?;
+    Ok(bpf::link_cgroup(&prog, cgroup, attach)?)
+}
+
 /// Links the programs for the map `entries` to the root of the cgroup v2 hierarchy.
 fn install(entries: &[Entry]) -> Result<Installed, RedirectError> {
+    use AttachType::{
+        CgroupInet4Connect as Connect, CgroupInet4Getpeername as Getpeername,
+        CgroupInet4Getsockname as Getsockname,
+    };
     let sys = |what| move |source| RedirectError::Sys { what, source };
     let host_netns = netns_cookie().map_err(sys("reading the network namespace's cookie"))?;
     let cgroup = cgroup2_root().map_err(sys("opening the root of the cgroup v2 hierarchy"))?;
@@ -423,31 +428,26 @@ fn install(entries: &[Entry]) -> Result<Installed, RedirectError> {
     for (k, v) in entries {
         bpf::map_update(&mappings, k, v)?;
     }
-    let asked = bpf::map_create(MapType::LruHash, 8, 8, REMEMBERED, "hydra_asked")?;
-    let connect = bpf::prog_load(
-        ProgType::CgroupSockAddr,
-        AttachType::CgroupInet4Connect,
-        &connect_program(host_netns, mappings.as_raw_fd(), asked.as_raw_fd())?,
-        "hydra_connect4",
-    )?;
-    let getpeername = bpf::prog_load(
-        ProgType::CgroupSockAddr,
-        AttachType::CgroupInet4Getpeername,
-        &getpeername_program(asked.as_raw_fd())?,
-        "hydra_peername4",
-    )?;
-    let getsockname = bpf::prog_load(
-        ProgType::CgroupSockAddr,
-        AttachType::CgroupInet4Getsockname,
-        &getsockname_program(asked.as_raw_fd())?,
-        "hydra_sockname4",
-    )?;
-    // The name programs first, so no redirected socket ever shows its real addresses.
-    let peer = bpf::link_cgroup(&getpeername, &cgroup, AttachType::CgroupInet4Getpeername)?;
-    let name = bpf::link_cgroup(&getsockname, &cgroup, AttachType::CgroupInet4Getsockname)?;
-    let connect = bpf::link_cgroup(&connect, &cgroup, AttachType::CgroupInet4Connect)?;
+    // The maps stay open until the programs that use them are loaded (they hold them then).
+    let asked_map = bpf::map_create(MapType::LruHash, 8, 8, REMEMBERED, "hydra_asked")?;
+    let asked = asked_map.as_raw_fd();
+    let programs = [
+        (Getpeername, getpeername_program(asked)?, "hydra_peername4"),
+        (Getsockname, getsockname_program(asked)?, "hydra_sockname4"),
+        (
+            Connect,
+            connect_program(host_netns, mappings.as_raw_fd(), asked)?,
+            "hydra_connect4",
+        ),
+    ];
+    // In this order: the name programs first, so no redirected socket ever shows its real
+    // addresses.
+    let mut links = Vec::new();
+    for (attach, program, name) in programs {
+        links.push(link(&cgroup, attach, program, name)?);
+    }
     Ok(Installed {
-        _links: [peer, name, connect],
+        _links: links,
         _cgroup: cgroup,
     })
 }
