@@ -66,12 +66,8 @@ fn unreachable(addr: SocketAddr) -> bool {
 #[test]
 fn a_mapped_port_answers_at_loopback_and_the_link_and_nothing_else_does() {
     require_root();
-    let mut run = Hydra::run("net-map")
-        .args(["-p", "18101:8080", "-p", "18102:5353/udp"])
-        .sh(SERVERS)
-        .spawn();
-    run.wait_for_stdout("servers up");
-    let name = run.name().to_string();
+    let (run, name) =
+        serving(Hydra::run("net-map").args(["-p", "18101:8080", "-p", "18102:5353/udp"]));
     let (host, guest) = link_of(&name);
     let mut local = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18101)));
     assert_eq!(echo(&mut local, b"via loopback\n"), b"via loopback\n");
@@ -125,19 +121,14 @@ fn ports_once_counted(name: &str, row: usize, connections: u64) -> Vec<serde_jso
 #[test]
 fn ipv6_clients_reach_the_mapping_through_hydras_own_listener() {
     require_root();
-    let mut run = Hydra::run("net-v6")
-        .args([
-            "-p",
-            "18111:8080",
-            "-p",
-            "[::1]:18112:8080",
-            "-p",
-            "18113:5353/udp",
-        ])
-        .sh(SERVERS)
-        .spawn();
-    run.wait_for_stdout("servers up");
-    let name = run.name().to_string();
+    let (run, name) = serving(Hydra::run("net-v6").args([
+        "-p",
+        "18111:8080",
+        "-p",
+        "[::1]:18112:8080",
+        "-p",
+        "18113:5353/udp",
+    ]));
     let v6 = |port: u16| SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
     // No host address: IPv4 through the firewall, IPv6 through hydra's listener on [::].
     let mut both = connect_retrying(v6(18111));
@@ -181,12 +172,7 @@ fn ipv6_clients_reach_the_mapping_through_hydras_own_listener() {
 #[test]
 fn ports_counts_connections_and_bytes_of_the_mapping() {
     require_root();
-    let mut run = Hydra::run("net-count")
-        .args(["-p", "18114:8080"])
-        .sh(SERVERS)
-        .spawn();
-    run.wait_for_stdout("servers up");
-    let name = run.name().to_string();
+    let (run, name) = serving(Hydra::run("net-count").args(["-p", "18114:8080"]));
     link_of(&name);
     // connect() retries until the server listens; earlier refused attempts are flows too, so
     // the counters are read relative to a first connection.
@@ -222,6 +208,15 @@ fn ports_counts_connections_and_bytes_of_the_mapping() {
     drop(first);
     run.signal(libc::SIGTERM);
     run.wait();
+}
+
+/// Starts `hydra` (a run with its mappings) serving [`SERVERS`] and waits until they are up;
+/// with its container's name.
+fn serving(hydra: Hydra) -> (Running, String) {
+    let mut run = hydra.sh(SERVERS).spawn();
+    run.wait_for_stdout("servers up");
+    let name = run.name().to_string();
+    (run, name)
 }
 
 /// The packets counted by the rule of `chain` with `comment`.
@@ -307,12 +302,7 @@ fn connect_to_gateway(port: u16, from: Option<u16>) -> String {
 #[test]
 fn a_local_client_goes_straight_to_the_process_and_sees_the_address_it_asked_for() {
     require_root();
-    let mut run = Hydra::run("net-redirect")
-        .args(["-p", "18186:8080"])
-        .sh(SERVERS)
-        .spawn();
-    run.wait_for_stdout("servers up");
-    let name = run.name().to_string();
+    let (run, name) = serving(Hydra::run("net-redirect").args(["-p", "18186:8080"]));
     let (host, guest) = link_of(&name);
     // The programs are linked by a thread of the supervisor's own once the process runs;
     // until then (milliseconds), DNAT serves.
@@ -385,13 +375,11 @@ fn a_local_client_goes_straight_to_the_process_and_sees_the_address_it_asked_for
 #[test]
 fn with_the_redirect_switched_off_local_clients_go_through_dnat() {
     require_root();
-    let mut run = Hydra::run("net-no-redirect")
-        .env("HYDRA_SOCKET_REDIRECT", "0")
-        .args(["-p", "18187:8080"])
-        .sh(SERVERS)
-        .spawn();
-    run.wait_for_stdout("servers up");
-    let name = run.name().to_string();
+    let (run, name) = serving(
+        Hydra::run("net-no-redirect")
+            .env("HYDRA_SOCKET_REDIRECT", "0")
+            .args(["-p", "18187:8080"]),
+    );
     link_of(&name);
     let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18187)));
     assert_eq!(echo(&mut s, b"translated\n"), b"translated\n");
@@ -555,11 +543,7 @@ fn a_host_port_in_use_or_mapped_by_another_container_is_refused() {
         "{out}"
     );
     drop(busy6);
-    let mut first = Hydra::run("net-clash-a")
-        .args(["-p", "18131:8080"])
-        .sh(SERVERS)
-        .spawn();
-    first.wait_for_stdout("servers up");
+    let (first, _) = serving(Hydra::run("net-clash-a").args(["-p", "18131:8080"]));
     let out = Hydra::run("net-clash-b")
         .args(["-p", "18131:8080"])
         .cmd(["true"])
@@ -599,16 +583,16 @@ fn bad_network_flags_get_one_clear_line() {
 #[test]
 fn a_killed_hydra_leaves_chains_and_link_that_gc_removes() {
     require_root();
-    let mut run = Hydra::run("net-gc")
-        .without_clean_check()
-        .args(["-p", "18141:8080"])
-        .sh(SERVERS)
-        .spawn();
-    run.wait_for_stdout("servers up");
-    let name = run.name().to_string();
+    let (run, name) = serving(
+        Hydra::run("net-gc")
+            .without_clean_check()
+            .args(["-p", "18141:8080"]),
+    );
     let (host, _) = link_of(&name);
     let veth = veth_of(host);
     let index = ifindex(&veth);
+    // Linked before the kill, so the last check below sees it go with the process.
+    wait_redirected(&name);
     run.signal(libc::SIGKILL);
     run.wait();
     assert_eq!(
@@ -667,12 +651,8 @@ fn a_udp_flow_from_before_the_mapping_is_flushed_so_it_reaches_the_process() {
     require_root();
     // Connection tracking runs while hydra's nat chains exist: keep one container up so the
     // early datagram below is tracked (as it would be on any host with a NAT rule).
-    let mut tracker = Hydra::run("net-udp-tracker")
-        .args(["-p", "18162:8080"])
-        .sh(SERVERS)
-        .spawn();
-    tracker.wait_for_stdout("servers up");
-    link_of(tracker.name());
+    let (tracker, tracker_name) = serving(Hydra::run("net-udp-tracker").args(["-p", "18162:8080"]));
+    link_of(&tracker_name);
     // The client sends first, while nothing listens: conntrack now holds an untranslated flow
     // from this socket to port 18161.
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -686,12 +666,8 @@ fn a_udp_flow_from_before_the_mapping_is_flushed_so_it_reaches_the_process() {
         tracked.contains(&sport),
         "the early flow is not tracked:\n{tracked}"
     );
-    let mut run = Hydra::run("net-udp-flush")
-        .args(["-p", "18161:5353/udp"])
-        .sh(SERVERS)
-        .spawn();
-    run.wait_for_stdout("servers up");
-    link_of(run.name());
+    let (run, name) = serving(Hydra::run("net-udp-flush").args(["-p", "18161:5353/udp"]));
+    link_of(&name);
     // Same socket, same tuple: only answered if the old flow was forgotten.
     let mut answer = [0u8; 16];
     let mut got = None;
@@ -713,13 +689,11 @@ fn a_udp_flow_from_before_the_mapping_is_flushed_so_it_reaches_the_process() {
 fn without_the_nft_program_a_mapping_still_works_and_counts() {
     require_root();
     // hydra writes and reads its rules over netlink; no `nft` on PATH is needed.
-    let mut run = Hydra::run("net-no-nft")
-        .clean_env(&[("PATH", "/var/empty")])
-        .args(["-p", "18171:8080"])
-        .sh(SERVERS)
-        .spawn();
-    run.wait_for_stdout("servers up");
-    let name = run.name().to_string();
+    let (run, name) = serving(
+        Hydra::run("net-no-nft")
+            .clean_env(&[("PATH", "/var/empty")])
+            .args(["-p", "18171:8080"]),
+    );
     let mut s = connect_retrying(SocketAddr::from(([127, 0, 0, 1], 18171)));
     assert_eq!(echo(&mut s, b"no nft\n"), b"no nft\n");
     drop(s);
@@ -752,12 +726,12 @@ fn nft_rules(chain: &str) -> Vec<serde_json::Value> {
 #[test]
 fn nft_reads_back_the_rules_hydra_wrote_over_netlink() {
     require_root();
-    let mut run = Hydra::run("net-listing")
-        .args(["-p", "18183:8080", "-p", "127.0.0.1:18184:5353/udp"])
-        .sh(SERVERS)
-        .spawn();
-    run.wait_for_stdout("servers up");
-    let name = run.name().to_string();
+    let (run, name) = serving(Hydra::run("net-listing").args([
+        "-p",
+        "18183:8080",
+        "-p",
+        "127.0.0.1:18184:5353/udp",
+    ]));
     let (host, guest) = link_of(&name);
     let veth = veth_of(host);
     // nft's own text of the rules, as `nft list` prints them.
