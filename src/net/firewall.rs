@@ -15,11 +15,11 @@
 //! - `-post` (reached from filter postrouting by `oifname`): count mapped traffic into `V` (the
 //!   socket redirect's, DNAT'd flows, the host's own) and let it through, with replies; drop
 //!   everything else into `V`, so even the host reaches only the mapped ports.
+//! - `-snat` (reached from nat postrouting by `oifname`/`iifname`): masquerade 127.0.0.0/8
+//!   clients into `V`, and egress traffic.
 //!
 //! Two table-wide rules at the raw priority, before connection tracking, untrack the socket
 //! redirect's connections (`raw_out`, `raw_pre`; see `redirect`).
-//! - `-snat` (reached from nat postrouting by `oifname`/`iifname`): masquerade 127.0.0.0/8
-//!   clients into `V`, and egress traffic.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -187,19 +187,14 @@ impl Rules<'_> {
             .collect()
     }
 
-    /// The packets of mapping `f` to or from endpoint `e`'s address and port in `chain`
-    /// (`post`: into its link, to the port; `pre`: out of it, from the port).
-    fn mapped(&self, e: usize, f: &Forward, chain: &str) -> RuleText {
+    /// The packets of mapping `f` to endpoint `e`'s address and port (`Dir::Dst`: into its
+    /// link, in `-post`) or from them (`Dir::Src`: out of it, in `-pre`).
+    fn mapped(&self, e: usize, f: &Forward, dir: Dir) -> RuleText {
         let subnet = self.net.endpoints[e].subnet;
-        let (start, dir) = match chain {
-            "post" => (
-                self.chain(chain).oifname(CmpOp::Eq, &subnet.veth()),
-                Dir::Dst,
-            ),
-            _ => (
-                self.chain(chain).iifname(CmpOp::Eq, &subnet.veth()),
-                Dir::Src,
-            ),
+        let veth = subnet.veth();
+        let start = match dir {
+            Dir::Dst => self.chain("post").oifname(CmpOp::Eq, &veth),
+            Dir::Src => self.chain("pre").iifname(CmpOp::Eq, &veth),
         };
         start
             .ip(dir, CmpOp::Eq, subnet.guest())
@@ -209,7 +204,7 @@ impl Rules<'_> {
     /// Counts and lets out the replies of endpoint `e`'s mappings (`-pre`).
     fn count_replies(&mut self, e: usize) {
         for (i, f) in self.forwards_to(e) {
-            let mapped = self.mapped(e, &f, "pre");
+            let mapped = self.mapped(e, &f, Dir::Src);
             if f.protocol == Protocol::Tcp {
                 // Untracked only by `raw_pre`: to a socket the redirect connected here.
                 let r = mapped.clone().untracked().counter();
@@ -228,10 +223,10 @@ impl Rules<'_> {
     /// anyway). A connection's first packet counts as `local` (new and in), the rest as `in`.
     fn count_mapped_in(&mut self, e: usize) {
         for (i, f) in self.forwards_to(e) {
-            let mapped = self.mapped(e, &f, "post");
+            let mapped = self.mapped(e, &f, Dir::Dst);
             let tcp = f.protocol == Protocol::Tcp;
             if tcp {
-                // The bulk comes first.
+                // The socket redirect's (untracked) first: with local clients, the bulk.
                 let first = mapped.clone().untracked().tcp_syn().counter();
                 self.push(first.comment(counter_comment(i, LOCAL_NEW)).accept());
                 let rest = mapped.clone().untracked().counter();

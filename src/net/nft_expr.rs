@@ -24,6 +24,7 @@ pub enum Dir {
 const CT_ESTABLISHED_RELATED: u32 = (1 << 1) | (1 << 2);
 const CT_NEW: u32 = 1 << 3;
 const CT_UNTRACKED: u32 = 1 << 6;
+const IPS_DST_NAT: u32 = 1 << 5;
 /// TCP header flags.
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
@@ -40,7 +41,6 @@ pub fn addr_type_local(source: bool) -> [Expr; 2] {
         compare(CmpOp::Eq, RTN_LOCAL.to_ne_bytes().to_vec()),
     ]
 }
-const IPS_DST_NAT: u32 = 1 << 5;
 
 /// A rule being written, match by match; its statement ends it.
 #[derive(Debug, Clone)]
@@ -313,6 +313,7 @@ impl RuleText {
         self.end([Expr::Masquerade])
     }
 
+    /// `notrack`: connection tracking skips the packet.
     pub fn notrack(self) -> Rule {
         self.end([Expr::Notrack])
     }

@@ -2,9 +2,10 @@
 //! each a single verdict-map lookup that sends a packet to the chains of the container it
 //! concerns, found by the interface it comes in on or goes out of, or by the protocol and host
 //! port it is addressed to; and two at the raw priority, before connection tracking, with one
-//! rule each for all containers (the socket redirect's connections go untracked). A container adds its four regular chains and its map elements in one
-//! transaction and removes them in one; only the first container creates the base chains (hook
-//! registration is the slow part of an nftables change) and the last one deletes the table.
+//! rule each for all containers (the socket redirect's connections go untracked). A container
+//! adds its four regular chains and its map elements in one transaction and removes them in one;
+//! only the first container creates the base chains (hook registration is the slow part of an
+//! nftables change) and the last one deletes the table.
 //!
 //! This module says what the transactions change (`nft_wire::Change`s); `nft_batch` sends them.
 
