@@ -282,14 +282,21 @@ fn finish(mut a: bpf::Asm) -> Result<Vec<bpf::Insn>, AsmError> {
     a.finish()
 }
 
-/// `getpeername4`: the address asked for, for a socket `connect4` redirected.
-fn getpeername_program(asked: RawFd) -> Result<Vec<bpf::Insn>, AsmError> {
+/// The start of a name program: r6 the context, r0 the address the socket asked for (from
+/// `asked`, by its cookie); a socket `connect4` did not redirect goes to `out`.
+fn redirected_socket(asked: RawFd) -> bpf::Asm {
     let mut a = bpf::Asm::default();
     a.mov(R6, R1)
         .call(Helper::GetSocketCookie)
         .store(Size::Dw, R10, -8, R0)
         .lookup(asked, -8)
         .jump_imm(Cond::Eq, R0, 0, "out");
+    a
+}
+
+/// `getpeername4`: the address asked for, for a socket `connect4` redirected.
+fn getpeername_program(asked: RawFd) -> Result<Vec<bpf::Insn>, AsmError> {
+    let mut a = redirected_socket(asked);
     set_peer(&mut a, R0, 0);
     finish(a)
 }
@@ -297,13 +304,8 @@ fn getpeername_program(asked: RawFd) -> Result<Vec<bpf::Insn>, AsmError> {
 /// `getsockname4`: `127.0.0.1` for the local address of a socket `connect4` redirected from
 /// `127.0.0.0/8` (its port stays: it is the real one).
 fn getsockname_program(asked: RawFd) -> Result<Vec<bpf::Insn>, AsmError> {
-    let mut a = bpf::Asm::default();
-    a.mov(R6, R1)
-        .call(Helper::GetSocketCookie)
-        .store(Size::Dw, R10, -8, R0)
-        .lookup(asked, -8)
-        .jump_imm(Cond::Eq, R0, 0, "out")
-        .load(Size::W, R2, R0, 0)
+    let mut a = redirected_socket(asked);
+    a.load(Size::W, R2, R0, 0)
         .alu_imm(Alu::And, R2, 0xff)
         .jump_imm(Cond::Ne, R2, 127, "out")
         // Through a register: kernels before 6.3 refuse an immediate stored into the context.
